@@ -1,0 +1,32 @@
+"""Web publish/subscribe over HTTP long polling, wire-compatible with golongpoll."""
+
+from longpoll.addons.base import AddOn
+from longpoll.asgi import LongpollApp, PublishHandler, SubscribeHandler
+from longpoll.backends.base import Backend
+from longpoll.backends.memory import MemoryBackend
+from longpoll.errors import InvalidRequest, LongpollError, ManagerClosed
+from longpoll.event import Event
+from longpoll.manager import Batch, LongpollManager, ManagerStats
+from longpoll.options import Options
+from longpoll.subscription import Subscription
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AddOn",
+    "Backend",
+    "Batch",
+    "Event",
+    "InvalidRequest",
+    "LongpollApp",
+    "LongpollError",
+    "LongpollManager",
+    "ManagerClosed",
+    "ManagerStats",
+    "MemoryBackend",
+    "Options",
+    "PublishHandler",
+    "SubscribeHandler",
+    "Subscription",
+    "__version__",
+]

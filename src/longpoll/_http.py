@@ -1,0 +1,87 @@
+"""Small ASGI helpers: JSON responses with the protocol's headers, and body reading."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import Any
+
+import orjson
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+JSON_HEADERS: list[tuple[bytes, bytes]] = [
+    (b"content-type", b"application/json"),
+    (b"cache-control", b"no-cache, no-store, must-revalidate"),
+    (b"pragma", b"no-cache"),
+    (b"expires", b"0"),
+    (b"x-content-type-options", b"nosniff"),
+]
+
+
+async def send_json(
+    send: Send,
+    status: int,
+    body: bytes,
+    extra_headers: Iterable[tuple[bytes, bytes]] = (),
+) -> None:
+    """Send a complete JSON response whose body is already encoded."""
+    headers = [*JSON_HEADERS, (b"content-length", b"%d" % len(body)), *extra_headers]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_error(
+    send: Send, status: int, message: str, extra_headers: Iterable[tuple[bytes, bytes]] = ()
+) -> None:
+    """Send `{"error": message}` with `status`."""
+    await send_json(send, status, orjson.dumps({"error": message}), extra_headers)
+
+
+class BodyError(Exception):
+    """A request body that could not be read; `status` is the response to give."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def header(scope: Scope, name: bytes) -> bytes | None:
+    """The first value of request header `name` (lower case), if any."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return None
+
+
+async def read_body(scope: Scope, receive: Receive, limit: int, time_limit: float) -> bytes | None:
+    """Read the whole request body, or None if the client went away.
+
+    Raises `BodyError` (413) when the body exceeds `limit` bytes and (408) when it
+    does not arrive within `time_limit` seconds.
+    """
+    declared = header(scope, b"content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyError(413, f"request body is larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(time_limit):
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return None
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    raise BodyError(413, f"request body is larger than {limit} bytes")
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    return b"".join(chunks)
+    except TimeoutError:
+        raise BodyError(408, f"request body did not arrive within {time_limit:g} seconds") from None

@@ -1,0 +1,197 @@
+"""ASGI handlers for subscribing and publishing, and the app that serves both."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+
+from longpoll._disconnect import DisconnectWatch
+from longpoll._http import (
+    ASGIApp,
+    BodyError,
+    Receive,
+    Scope,
+    Send,
+    read_body,
+    send_error,
+    send_json,
+)
+from longpoll.errors import InvalidRequest, ManagerClosed
+from longpoll.event import check_category
+from longpoll.manager import Batch, LongpollManager
+from longpoll.subscription import parse_subscription
+
+logger = logging.getLogger("longpoll.asgi")
+
+_SHUTTING_DOWN = "server is shutting down"
+
+
+def encode_batch(batch: Batch) -> bytes:
+    """The response body for `batch`, joined from the events' pre-encoded JSON."""
+    missed = b',"missed":true' if batch.missed else b""
+    if batch.events:
+        return b'{"events":[%b]%b}' % (b",".join(event.json for event in batch.events), missed)
+    return b'{"timeout":"no events before timeout","timestamp":%d%b}' % (
+        batch.timestamp,
+        missed,
+    )
+
+
+class SubscribeHandler:
+    """ASGI app answering `GET ?category=...&timeout=...` with events or a timeout.
+
+    Mount it at any path; the manager must be running (see `LongpollApp`).
+    """
+
+    def __init__(self, manager: LongpollManager) -> None:
+        self.manager = manager
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] != "GET":
+            await send_error(send, 405, "use GET to subscribe", [(b"allow", b"GET")])
+            return
+        options = self.manager.options
+        try:
+            subscription = parse_subscription(
+                scope["query_string"],
+                options.max_longpoll_timeout_seconds,
+                options.max_categories_per_request,
+            )
+        except InvalidRequest as exc:
+            await send_error(send, 400, str(exc))
+            return
+        watch = DisconnectWatch(scope, receive)
+        try:
+            try:
+                batch = await self.manager.wait_for_events(subscription, watch.future)
+            except ManagerClosed:
+                await send_error(send, 503, _SHUTTING_DOWN)
+                return
+            if watch.disconnected:
+                return
+            await send_json(send, 200, encode_batch(batch))
+            delivered = not watch.disconnected
+        finally:
+            watch.close()
+        if delivered:
+            await self.manager.acknowledge(batch)
+
+
+class PublishHandler:
+    """ASGI app publishing `POST {"category": ..., "data": ...}`.
+
+    The body is parsed as JSON whatever its Content-Type. Bodies larger than
+    `Options.max_publish_body_bytes` get 413; a body that does not arrive within
+    `body_timeout_seconds` gets 408.
+    """
+
+    def __init__(self, manager: LongpollManager, *, body_timeout_seconds: float = 30.0) -> None:
+        self.manager = manager
+        self.body_timeout_seconds = body_timeout_seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] != "POST":
+            await send_error(send, 405, "use POST to publish", [(b"allow", b"POST")])
+            return
+        try:
+            body = await read_body(
+                scope,
+                receive,
+                self.manager.options.max_publish_body_bytes,
+                self.body_timeout_seconds,
+            )
+        except BodyError as exc:
+            await send_error(send, exc.status, exc.message)
+            return
+        if body is None:
+            return  # the client went away before sending its whole body
+        try:
+            category, data = _parse_publish_body(body)
+            event = await self.manager.publish(category, data)
+        except InvalidRequest as exc:
+            await send_error(send, 400, str(exc))
+            return
+        except ManagerClosed:
+            await send_error(send, 503, _SHUTTING_DOWN)
+            return
+        response = {"success": True, "id": str(event.id), "timestamp": event.timestamp}
+        await send_json(send, 200, orjson.dumps(response))
+
+
+def _parse_publish_body(body: bytes) -> tuple[str, Any]:
+    if not body.strip():
+        raise InvalidRequest("request body is empty: send a JSON object")
+    try:
+        message = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise InvalidRequest("request body is not valid JSON") from None
+    if not isinstance(message, dict):
+        raise InvalidRequest("request body must be a JSON object")
+    if "category" not in message:
+        raise InvalidRequest("category is required")
+    category = check_category(message["category"])
+    if message.get("data") is None:
+        if "data" not in message:
+            raise InvalidRequest("data is required")
+        raise InvalidRequest("data must not be null")
+    return category, message["data"]
+
+
+class LongpollApp:
+    """A complete ASGI app: subscribe, publish and stats endpoints plus the lifespan.
+
+    As the whole app of an ASGI server it starts the manager on lifespan startup
+    and shuts it down on lifespan shutdown. Set a path to None to leave it out.
+    """
+
+    def __init__(
+        self,
+        manager: LongpollManager,
+        *,
+        subscribe_path: str = "/events",
+        publish_path: str | None = "/publish",
+        stats_path: str | None = "/stats",
+    ) -> None:
+        self.manager = manager
+        self.subscribe_path = subscribe_path
+        self.publish_path = publish_path
+        self.stats_path = stats_path
+        self._routes: dict[str, ASGIApp] = {subscribe_path: SubscribeHandler(manager)}
+        if publish_path is not None:
+            self._routes[publish_path] = PublishHandler(manager)
+        if stats_path is not None:
+            self._routes[stats_path] = self._stats
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            handler = self._routes.get(scope["path"])
+            if handler is None:
+                await send_error(send, 404, f"no such endpoint: {scope['path']}")
+            else:
+                await handler(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+        elif kind == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+
+    async def _stats(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send_json(send, 200, orjson.dumps(await self.manager.stats()))
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.manager.start()
+                except Exception as exc:
+                    logger.exception("could not start the manager")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.manager.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return

@@ -1,0 +1,77 @@
+"""The storage interface that every backend implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from longpoll.event import Event
+from longpoll.options import Options
+from longpoll.subscription import Subscription
+
+
+@dataclass(frozen=True, slots=True)
+class ReadResult:
+    """Buffered events that a subscription asked for, oldest first.
+
+    `missed` is true when events after the subscription's position were dropped
+    from the buffer (for size or age) before it asked.
+    """
+
+    events: list[Event]
+    missed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BackendStats:
+    """What a backend holds."""
+
+    categories: int
+    buffered_events: int
+
+
+class Backend(ABC):
+    """Stores events per category and assigns their timestamps and order.
+
+    A backend knows nothing of HTTP. It calls the `notify` function it is started
+    with for every event published, on the event loop, so that waiting subscribers
+    of this process are woken.
+    """
+
+    @abstractmethod
+    async def start(self, options: Options, notify: Callable[[Event], None]) -> None:
+        """Prepare to serve with `options`; call `notify` for each new event."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release what `start` acquired."""
+
+    @abstractmethod
+    async def append(self, category: str, data: Any, data_json: bytes) -> Event:
+        """Store a new event, giving it a timestamp, an id and its place in the order."""
+
+    @abstractmethod
+    async def load(self, event: Event) -> None:
+        """Store an event published earlier (from an add-on), keeping its timestamp and id.
+
+        Events must be loaded oldest first; one older than the newest stored
+        raises `ValueError`. Events already past the TTL are skipped.
+        """
+
+    @abstractmethod
+    async def read(self, subscription: Subscription) -> ReadResult:
+        """Return the buffered events after the subscription's position."""
+
+    @abstractmethod
+    async def remove(self, events: Sequence[Event]) -> None:
+        """Delete events that were retrieved (delete after first retrieval)."""
+
+    @abstractmethod
+    async def resume_point(self) -> int:
+        """A timestamp to resume from safely: every later event gets a larger one."""
+
+    @abstractmethod
+    async def stats(self) -> BackendStats:
+        """Count what is stored."""

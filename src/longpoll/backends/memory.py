@@ -1,0 +1,219 @@
+"""The in-process backend: a bounded deque of events per category."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from bisect import bisect_left, bisect_right
+from collections import deque
+from collections.abc import Callable, Sequence
+from itertools import islice
+from typing import Any
+
+from longpoll.backends.base import Backend, BackendStats, ReadResult
+from longpoll.event import Event
+from longpoll.options import Options
+from longpoll.subscription import Subscription
+
+logger = logging.getLogger("longpoll.memory")
+
+_AFTER_ALL_OF_A_MILLISECOND = 2**63
+
+
+def wall_clock_ms() -> int:
+    """Milliseconds since the epoch."""
+    return time.time_ns() // 1_000_000
+
+
+def _position(event: Event) -> tuple[int, int]:
+    return (event.timestamp, event.sequence)
+
+
+def _timestamp(event: Event) -> int:
+    return event.timestamp
+
+
+class _Category:
+    __slots__ = ("events", "evicted")
+
+    def __init__(self) -> None:
+        self.events: deque[Event] = deque()
+        # The newest event dropped for size or age: a resume position before it missed events.
+        self.evicted: Event | None = None
+
+
+class MemoryBackend(Backend):
+    """Keeps events in this process's memory; the default backend.
+
+    `clock` returns epoch milliseconds; tests pass their own to step time, even
+    backwards (timestamps never go backwards regardless).
+    """
+
+    def __init__(self, clock: Callable[[], int] = wall_clock_ms) -> None:
+        self._clock = clock
+        self._categories: dict[str, _Category] = {}
+        self._last_timestamp = -(2**63)
+        # Set once a resume point was handed out at _last_timestamp: the next event
+        # must then get a larger timestamp.
+        self._resume_point_taken = False
+        self._sequence = 0
+        self._max_size = 250
+        self._ttl_ms: int | None = None
+        self._notify: Callable[[Event], None] = lambda event: None
+        self._purge_task: asyncio.Task[None] | None = None
+
+    async def start(self, options: Options, notify: Callable[[Event], None]) -> None:
+        self._max_size = options.max_event_buffer_size
+        ttl = options.event_ttl_seconds
+        self._ttl_ms = None if ttl is None else max(1, round(ttl * 1000))
+        self._notify = notify
+        if ttl is not None:
+            self._purge_task = asyncio.create_task(self._purge_periodically(min(ttl, 1.0)))
+
+    async def close(self) -> None:
+        if self._purge_task is not None:
+            self._purge_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._purge_task
+            self._purge_task = None
+
+    async def append(self, category: str, data: Any, data_json: bytes) -> Event:
+        now = self._clock()
+        timestamp = max(now, self._last_timestamp + self._resume_point_taken)
+        self._last_timestamp = timestamp
+        self._resume_point_taken = False
+        self._sequence += 1
+        event = Event.create(
+            timestamp=timestamp,
+            category=category,
+            data=data,
+            data_json=data_json,
+            sequence=self._sequence,
+        )
+        self._store(event, now)
+        self._notify(event)
+        return event
+
+    async def load(self, event: Event) -> None:
+        if event.timestamp < self._last_timestamp:
+            raise ValueError(
+                f"event {event.id} (timestamp {event.timestamp}) is older than the event "
+                f"loaded before it ({self._last_timestamp}): events must be loaded oldest first"
+            )
+        now = self._clock()
+        if self._is_expired(event, now):
+            return
+        self._last_timestamp = event.timestamp
+        self._sequence += 1
+        self._store(dataclasses.replace(event, sequence=self._sequence), now)
+
+    def _store(self, event: Event, now: int) -> None:
+        category = self._categories.get(event.category)
+        if category is None:
+            category = self._categories[event.category] = _Category()
+        else:
+            self._expire(category, now)
+        if len(category.events) >= self._max_size:
+            category.evicted = category.events.popleft()
+            logger.debug("buffer of %r full: dropped its oldest event", event.category)
+        category.events.append(event)
+
+    async def read(self, subscription: Subscription) -> ReadResult:
+        since = subscription.since_time
+        if since is None:
+            return ReadResult([])
+        now = self._clock()
+        categories = []
+        for name in subscription.categories:
+            category = self._categories.get(name)
+            if category is not None:
+                self._expire(category, now)
+                categories.append(category)
+        cut = self._cut(categories, since, subscription)
+        # A negative since_time asks for whatever is buffered: no gap to report.
+        missed = since >= 0 and any(
+            c.evicted is not None and _position(c.evicted) > cut for c in categories
+        )
+        events: list[Event] = []
+        for category in categories:
+            start = bisect_right(category.events, cut, key=_position)
+            events.extend(islice(category.events, start, None))
+        if len(categories) > 1:
+            events.sort(key=_position)
+        return ReadResult(events, missed)
+
+    @staticmethod
+    def _cut(
+        categories: list[_Category], since: int, subscription: Subscription
+    ) -> tuple[int, int]:
+        """The position after which events are returned."""
+        last_id = subscription.last_id
+        if last_id is None:
+            return (since, _AFTER_ALL_OF_A_MILLISECOND)
+        for category in categories:
+            start = bisect_left(category.events, since, key=_timestamp)
+            for event in islice(category.events, start, None):
+                if event.timestamp != since:
+                    break
+                if event.id == last_id:
+                    return _position(event)
+            evicted = category.evicted
+            if evicted is not None and evicted.id == last_id and evicted.timestamp == since:
+                return _position(evicted)
+        # An unknown last_id: send every event of that millisecond, as golongpoll does.
+        return (since, -1)
+
+    async def remove(self, events: Sequence[Event]) -> None:
+        now = self._clock()
+        for event in events:
+            category = self._categories.get(event.category)
+            if category is None:
+                continue
+            for index, stored in enumerate(category.events):
+                if stored is event:
+                    del category.events[index]
+                    break
+            self._forget_if_empty(event.category, category, now)
+
+    async def resume_point(self) -> int:
+        self._last_timestamp = max(self._clock(), self._last_timestamp)
+        self._resume_point_taken = True
+        return self._last_timestamp
+
+    async def stats(self) -> BackendStats:
+        buffered = sum(len(category.events) for category in self._categories.values())
+        return BackendStats(categories=len(self._categories), buffered_events=buffered)
+
+    def _is_expired(self, event: Event, now: int) -> bool:
+        return self._ttl_ms is not None and event.timestamp <= now - self._ttl_ms
+
+    def _expire(self, category: _Category, now: int) -> None:
+        events = category.events
+        while events and self._is_expired(events[0], now):
+            category.evicted = events.popleft()
+
+    def _forget_if_empty(self, name: str, category: _Category, now: int) -> None:
+        """Drop an empty category once its gap marker no longer matters."""
+        if category.events:
+            return
+        evicted = category.evicted
+        # The marker is kept for a second TTL so that late resumers still learn of the gap.
+        if evicted is None or (
+            self._ttl_ms is not None and evicted.timestamp <= now - 2 * self._ttl_ms
+        ):
+            del self._categories[name]
+
+    def purge(self) -> None:
+        """Remove expired events, and categories left with nothing."""
+        now = self._clock()
+        for name, category in list(self._categories.items()):
+            self._expire(category, now)
+            self._forget_if_empty(name, category, now)
+
+    async def _purge_periodically(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            self.purge()

@@ -1,0 +1,227 @@
+"""The manager: publishing, waiting for events and the lifecycle around them."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections.abc import AsyncIterable, Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from longpoll.backends.base import Backend
+from longpoll.backends.memory import MemoryBackend
+from longpoll.errors import ManagerClosed
+from longpoll.event import Event, check_category, encode_data
+from longpoll.options import Options
+from longpoll.subscription import Subscription
+from longpoll.waiting import Waiter, WaiterRegistry
+
+logger = logging.getLogger("longpoll")
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """What a subscriber gets: events, or nothing before its timeout.
+
+    `timestamp` is the position to resume from: the last event's timestamp, or,
+    when `events` is empty, a point after which every event published later gets
+    a larger timestamp. `missed` says that events after
+    the subscriber's position were dropped before it asked (the gap signal).
+    `closing` says that the manager is shutting down.
+    """
+
+    events: list[Event]
+    timestamp: int
+    missed: bool = False
+    closing: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ManagerStats:
+    """A snapshot of what a manager holds."""
+
+    categories: int
+    buffered_events: int
+    waiting_subscribers: int
+
+
+class _State(enum.Enum):
+    NEW = "new"
+    RUNNING = "running"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+class LongpollManager:
+    """Buffers events per category and hands them to subscribers.
+
+    Use it as `async with LongpollManager(options) as manager:`, or call `start()`
+    and `aclose()`, or let `LongpollApp` run it from the ASGI lifespan.
+    """
+
+    def __init__(self, options: Options | None = None, *, backend: Backend | None = None) -> None:
+        self.options = options if options is not None else Options()
+        self._backend = backend if backend is not None else MemoryBackend()
+        self._waiters = WaiterRegistry()
+        self._state = _State.NEW
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def running(self) -> bool:
+        """True between `start()` and the beginning of shutdown."""
+        return self._state is _State.RUNNING
+
+    async def start(self) -> None:
+        """Start the backend and load the add-on's events; then serve."""
+        if self._state is not _State.NEW:
+            raise ManagerClosed("a manager can be started only once")
+        self._loop = asyncio.get_running_loop()
+        await self._backend.start(self.options, self._waiters.deliver)
+        addon = self.options.addon
+        if addon is not None:
+            events = addon.on_start()
+            if isinstance(events, AsyncIterable):
+                async for event in events:
+                    await self._backend.load(event)
+            else:
+                for event in events:
+                    await self._backend.load(event)
+        self._state = _State.RUNNING
+        logger.debug("manager started")
+
+    def begin_shutdown(self) -> None:
+        """Refuse new requests and answer every waiting subscriber at once.
+
+        Synchronous, so that a signal handler can call it via the loop;
+        `aclose()` calls it too.
+        """
+        if self._state in (_State.NEW, _State.RUNNING):
+            self._state = _State.CLOSING
+            self._waiters.close_all()
+
+    async def aclose(self, grace_seconds: float = 5.0) -> None:
+        """Shut down: answer waiters, wait (up to `grace_seconds`) for them, flush add-ons."""
+        if self._state is _State.CLOSED:
+            return
+        self.begin_shutdown()
+        try:
+            async with asyncio.timeout(grace_seconds):
+                await self._waiters.wait_until_empty()
+        except TimeoutError:
+            logger.warning("%d subscribers still waiting at shutdown", self._waiters.count)
+        addon = self.options.addon
+        if addon is not None:
+            try:
+                await addon.on_shutdown()
+            except Exception:
+                logger.exception("add-on failed in on_shutdown")
+        await self._backend.close()
+        self._state = _State.CLOSED
+        logger.debug("manager closed")
+
+    async def __aenter__(self) -> LongpollManager:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def publish(self, category: str, data: Any) -> Event:
+        """Publish `data` (anything JSON can encode, but None) on `category`.
+
+        Raises `InvalidRequest` before storing anything if an argument is bad, and
+        `ManagerClosed` when the manager is not running.
+        """
+        check_category(category)
+        data_json = encode_data(data)
+        self._check_running()
+        event = await self._backend.append(category, data, data_json)
+        addon = self.options.addon
+        if addon is not None:
+            try:
+                addon.on_publish(event)
+            except Exception:
+                logger.exception("add-on failed in on_publish")
+        return event
+
+    def publish_threadsafe(self, category: str, data: Any, timeout: float | None = None) -> Event:
+        """Publish from a thread other than the manager's event loop, waiting for the result."""
+        check_category(category)
+        encode_data(data)
+        loop = self._loop
+        if loop is None or not self.running:
+            raise ManagerClosed("the manager is not running")
+        if _running_loop() is loop:
+            raise RuntimeError("publish_threadsafe() called on the manager's loop: use publish()")
+        future = asyncio.run_coroutine_threadsafe(self.publish(category, data), loop)
+        return future.result(timeout)
+
+    async def wait_for_events(
+        self,
+        subscription: Subscription,
+        watch_disconnect: Callable[[], asyncio.Future[Any]] | None = None,
+    ) -> Batch:
+        """Return the events after the subscription's position, waiting for new ones.
+
+        The wait ends with events, at the timeout, at shutdown, or when the future
+        that `watch_disconnect()` returns (called only if a wait is needed) is done.
+        With delete-after-first-retrieval, pass the batch to `acknowledge()` once
+        it reached the subscriber; `subscribe()` does both.
+        """
+        subscription.check(
+            self.options.max_longpoll_timeout_seconds, self.options.max_categories_per_request
+        )
+        self._check_running()
+        waiter = Waiter(subscription.categories, asyncio.get_running_loop().create_future())
+        # Registered before reading, so that an event published during the read
+        # (which may suspend, in other backends) still wakes this waiter.
+        self._waiters.add(waiter)
+        try:
+            found = await self._backend.read(subscription)
+        except BaseException:
+            self._waiters.remove(waiter)
+            raise
+        if found.events:
+            self._waiters.remove(waiter)
+            return Batch(found.events, found.events[-1].timestamp, found.missed)
+        disconnected = watch_disconnect() if watch_disconnect is not None else None
+        await self._waiters.wait(waiter, subscription.timeout_seconds, disconnected)
+        if waiter.events:
+            return Batch(waiter.events, waiter.events[-1].timestamp, found.missed)
+        timestamp = await self._backend.resume_point()
+        return Batch([], timestamp, found.missed, closing=waiter.closing)
+
+    async def acknowledge(self, batch: Batch) -> None:
+        """Record that `batch` reached its subscriber (deletes it if so configured)."""
+        if self.options.delete_event_after_first_retrieval and batch.events:
+            await self._backend.remove(batch.events)
+
+    async def subscribe(self, subscription: Subscription) -> Batch:
+        """Wait for events like `wait_for_events`, treating them as retrieved on return."""
+        batch = await self.wait_for_events(subscription)
+        await self.acknowledge(batch)
+        return batch
+
+    async def stats(self) -> ManagerStats:
+        """Count categories, buffered events and waiting subscribers."""
+        backend = await self._backend.stats()
+        return ManagerStats(backend.categories, backend.buffered_events, self._waiters.count)
+
+    def _check_running(self) -> None:
+        if self._state is not _State.RUNNING:
+            state = "not started" if self._state is _State.NEW else "shutting down"
+            raise ManagerClosed(f"the manager is {state}")
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None

@@ -1,0 +1,55 @@
+"""Options of a `LongpollManager`, validated when they are created."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from longpoll.addons.base import AddOn
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """How a manager buffers events and serves subscribers.
+
+    Every field is checked on creation; a bad value raises `ValueError` naming it.
+    """
+
+    max_longpoll_timeout_seconds: int = 110
+    """Largest `timeout` a subscriber may ask for."""
+    max_event_buffer_size: int = 250
+    """Events kept per category; the oldest is dropped first."""
+    event_ttl_seconds: float | None = None
+    """Events older than this are removed; None keeps them until the buffer is full."""
+    delete_event_after_first_retrieval: bool = False
+    """Remove an event once a subscriber has received it."""
+    addon: AddOn | None = None
+    """Hooks called on start, publish and shutdown (see `longpoll.addons`)."""
+    max_publish_body_bytes: int = 1024 * 1024
+    """Largest publish request body accepted over HTTP (413 above it)."""
+    max_categories_per_request: int = 16
+    """Most categories one subscribe request may name."""
+
+    def __post_init__(self) -> None:
+        _check_int("max_longpoll_timeout_seconds", self.max_longpoll_timeout_seconds, 1)
+        _check_int("max_event_buffer_size", self.max_event_buffer_size, 1)
+        _check_int("max_publish_body_bytes", self.max_publish_body_bytes, 1)
+        _check_int("max_categories_per_request", self.max_categories_per_request, 1)
+        ttl = self.event_ttl_seconds
+        if ttl is not None and (
+            isinstance(ttl, bool) or not isinstance(ttl, int | float) or not ttl > 0
+        ):
+            raise ValueError(f"event_ttl_seconds must be a positive number or None, not {ttl!r}")
+        if not isinstance(self.delete_event_after_first_retrieval, bool):
+            raise ValueError("delete_event_after_first_retrieval must be a bool")
+        if self.addon is not None:
+            from longpoll.addons.base import AddOn
+
+            if not isinstance(self.addon, AddOn):
+                raise ValueError("addon must be an instance of longpoll.addons.AddOn")
+
+
+def _check_int(name: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer of at least {minimum}, not {value!r}")

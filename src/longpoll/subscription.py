@@ -1,0 +1,122 @@
+"""What a subscriber asks for, and how a query string becomes one."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from urllib.parse import parse_qsl
+
+from longpoll.errors import InvalidRequest
+from longpoll.event import check_category
+
+_INTEGER = re.compile(r"-?[0-9]+")
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """A request for the events of one or more categories.
+
+    `since_time` (epoch ms) asks for buffered events published after it; None means
+    only events published from now on. `last_id` names the last event the client
+    saw at `since_time`, so that events sharing its millisecond are not sent twice.
+    A negative `since_time` asks for everything buffered.
+    """
+
+    categories: tuple[str, ...]
+    timeout_seconds: int
+    since_time: int | None = None
+    last_id: uuid.UUID | None = None
+
+    def check(self, max_timeout_seconds: int, max_categories: int) -> None:
+        """Raise `InvalidRequest` naming the first bad field, in wire-protocol order."""
+        _check_timeout(self.timeout_seconds, max_timeout_seconds)
+        _check_categories(self.categories, max_categories)
+        _check_since_time(self.since_time)
+        _check_last_id(self.last_id, self.since_time)
+
+
+def parse_subscription(
+    query_string: bytes, max_timeout_seconds: int, max_categories: int
+) -> Subscription:
+    """Parse and check a subscribe query string, raising `InvalidRequest` when it is bad.
+
+    Empty `since_time=` and `last_id=` count as absent, as golongpoll's browser
+    client sends `last_id=` on its first poll.
+    """
+    # Undecodable bytes survive as surrogates so that the category check reports them
+    # in its turn, after the timeout check.
+    pairs = parse_qsl(
+        query_string.decode("latin-1"),
+        keep_blank_values=True,
+        encoding="utf-8",
+        errors="surrogateescape",
+    )
+    fields: dict[str, str] = {}
+    categories: list[str] = []
+    for key, value in pairs:
+        if key == "category":
+            categories.append(value)
+        else:
+            fields.setdefault(key, value)
+
+    timeout_text = fields.get("timeout", "")
+    if not timeout_text:
+        raise InvalidRequest("timeout is required")
+    if not _INTEGER.fullmatch(timeout_text):
+        raise InvalidRequest("timeout must be a whole number of seconds")
+    timeout = int(timeout_text)
+    _check_timeout(timeout, max_timeout_seconds)
+    _check_categories(categories, max_categories)
+
+    since_time: int | None = None
+    if since_text := fields.get("since_time", ""):
+        if not _INTEGER.fullmatch(since_text):
+            raise InvalidRequest("since_time must be an integer of epoch milliseconds")
+        since_time = int(since_text)
+        _check_since_time(since_time)
+
+    last_id: uuid.UUID | None = None
+    if last_id_text := fields.get("last_id", ""):
+        if since_time is None:
+            raise InvalidRequest("last_id needs since_time")
+        try:
+            last_id = uuid.UUID(last_id_text)
+        except ValueError:
+            raise InvalidRequest("last_id must be a UUID") from None
+    return Subscription(tuple(categories), timeout, since_time, last_id)
+
+
+def _check_timeout(timeout: object, maximum: int) -> None:
+    if isinstance(timeout, bool) or not isinstance(timeout, int):
+        raise InvalidRequest("timeout must be a whole number of seconds")
+    if not 1 <= timeout <= maximum:
+        raise InvalidRequest(f"timeout must be between 1 and {maximum} seconds")
+
+
+def _check_categories(categories: tuple[str, ...] | list[str], maximum: int) -> None:
+    if not categories:
+        raise InvalidRequest("category is required")
+    if len(categories) > maximum:
+        raise InvalidRequest(f"category may be given at most {maximum} times")
+    for category in categories:
+        check_category(category)
+
+
+def _check_since_time(since_time: object) -> None:
+    if since_time is None:
+        return
+    if isinstance(since_time, bool) or not isinstance(since_time, int):
+        raise InvalidRequest("since_time must be an integer of epoch milliseconds")
+    if not _INT64_MIN <= since_time <= _INT64_MAX:
+        raise InvalidRequest("since_time must fit in a signed 64-bit integer")
+
+
+def _check_last_id(last_id: object, since_time: int | None) -> None:
+    if last_id is None:
+        return
+    if since_time is None:
+        raise InvalidRequest("last_id needs since_time")
+    if not isinstance(last_id, uuid.UUID):
+        raise InvalidRequest("last_id must be a UUID")
