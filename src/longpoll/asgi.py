@@ -144,6 +144,7 @@ class LongpollApp:
 
     As the whole app of an ASGI server it starts the manager on lifespan startup
     and shuts it down on lifespan shutdown. Set a path to None to leave it out.
+    `body_timeout_seconds` bounds how long a publish body may take to arrive.
     """
 
     def __init__(
@@ -153,6 +154,7 @@ class LongpollApp:
         subscribe_path: str = "/events",
         publish_path: str | None = "/publish",
         stats_path: str | None = "/stats",
+        body_timeout_seconds: float = 30.0,
     ) -> None:
         self.manager = manager
         self.subscribe_path = subscribe_path
@@ -160,16 +162,20 @@ class LongpollApp:
         self.stats_path = stats_path
         self._routes: dict[str, ASGIApp] = {subscribe_path: SubscribeHandler(manager)}
         if publish_path is not None:
-            self._routes[publish_path] = PublishHandler(manager)
+            self._routes[publish_path] = PublishHandler(
+                manager, body_timeout_seconds=body_timeout_seconds
+            )
         if stats_path is not None:
             self._routes[stats_path] = self._stats
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            handler = self._routes.get(scope["path"])
+            # Per the ASGI spec, `path` includes the `root_path` of a mounted app.
+            path = scope["path"].removeprefix(scope.get("root_path", ""))
+            handler = self._routes.get(path)
             if handler is None:
-                await send_error(send, 404, f"no such endpoint: {scope['path']}")
+                await send_error(send, 404, f"no such endpoint: {path}")
             else:
                 await handler(scope, receive, send)
         elif kind == "lifespan":

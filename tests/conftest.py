@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+
+import httpx
+import pytest
+
+from longpoll import LongpollApp, LongpollManager, MemoryBackend, Options
+from longpoll.backends import Backend
+from tests.servers import RunningServer, http_client, serve_app
+
+ServerFactory = Callable[..., AbstractAsyncContextManager[RunningServer]]
+
+
+@pytest.fixture
+def make_backend() -> Callable[[], Backend]:
+    """Builds the backend under test (the HTTP suite is written once for every backend)."""
+    return MemoryBackend
+
+
+@pytest.fixture
+def make_server(make_backend: Callable[[], Backend]) -> ServerFactory:
+    """Serve a fresh manager with the given options on a free loopback port."""
+
+    @contextlib.asynccontextmanager
+    async def factory(
+        options: Options | None = None, *, portable: bool = False
+    ) -> AsyncIterator[RunningServer]:
+        manager = LongpollManager(options or Options(), backend=make_backend())
+        async with serve_app(LongpollApp(manager), portable=portable) as running:
+            yield running
+
+    return factory
+
+
+@pytest.fixture
+async def server(make_server: ServerFactory) -> AsyncIterator[RunningServer]:
+    """A server with default options."""
+    async with make_server() as running:
+        yield running
+
+
+@pytest.fixture
+async def client(server: RunningServer) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client for `server`, with a read timeout above any poll in the tests."""
+    async with http_client(server.url) as http:
+        yield http
