@@ -1,0 +1,140 @@
+"""Command line: ``python -m bench {fanout,idle-memory} [options]``."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import uuid
+from pathlib import Path
+from types import FrameType
+
+from bench.fanout import run_fanout
+from bench.memory import run_idle_memory
+from bench.options import RunOptions
+from bench.pool import WorkerError
+from bench.report import fanout_table, memory_table, write_json
+from bench.system import parse_cores, pin, raise_fd_limit
+from bench.target import TargetError, parse_target
+
+
+class RunTimeout(Exception):
+    """The whole run exceeded --max-seconds."""
+
+
+def _sizes(text: str) -> list[int]:
+    sizes = [int(part) for part in text.split(",") if part.strip()]
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError("sizes must be positive integers, e.g. 1000,5000")
+    return sizes
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add("--url", default="http://127.0.0.1:8101", help="server base URL (loopback only)")
+    add("--events-path", default="/events", help="subscribe path under the base URL")
+    add("--publish-path", default="/publish", help="publish path under the base URL")
+    add("--stats-url", help="URL of JSON stats with 'waiting_subscribers' (e.g. .../stats)")
+    add("--category", help="category to use (default: a fresh random one)")
+    add(
+        "--procs",
+        type=int,
+        help="load-generator worker processes (default: one per --pin core, else 2)",
+    )
+    add("--pin", help="pin generator processes to these cores, e.g. 1 or 1,2")
+    add("--poll-timeout", type=int, default=100, help="subscribe timeout= seconds")
+    add("--settle", type=float, default=3.0, help="seconds to wait for waiters without stats")
+    add("--settle-timeout", type=float, default=60.0, help="max seconds to poll stats")
+    add("--collect-timeout", type=float, default=30.0, help="max seconds to wait for deliveries")
+    add("--connect-concurrency", type=int, default=256, help="connects in flight per process")
+    add("--connect-timeout", type=float, default=10.0, help="seconds per connect attempt")
+    add("--payload-bytes", type=int, default=0, help="padding added to the event data")
+    add("--server-pid", type=int, help="server process id (CPU and RSS of its tree)")
+    add("--max-seconds", type=float, default=1800.0, help="stop the whole run after this")
+    add("--json", type=Path, help="also write the results as JSON to this file")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with one subcommand per scenario."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    scenarios = parser.add_subparsers(dest="scenario", required=True)
+    fanout = scenarios.add_parser("fanout", help="one publish to N waiting subscribers")
+    _common(fanout)
+    fanout.add_argument("--sizes", type=_sizes, default=[1000, 5000, 10000], help="N values")
+    fanout.add_argument("--rounds", type=int, default=3, help="rounds per N (default 3)")
+    memory = scenarios.add_parser("idle-memory", help="server RSS per waiting subscriber")
+    _common(memory)
+    memory.add_argument("--waiters", type=int, default=10000, help="waiting subscribers")
+    memory.add_argument("--warmup", type=int, default=100, help="warm-up round size (0: none)")
+    memory.add_argument("--hold", type=float, default=1.0, help="seconds to hold before RSS")
+    return parser
+
+
+def options_from(args: argparse.Namespace) -> RunOptions:
+    """Validate the common arguments into `RunOptions`."""
+    cores = parse_cores(args.pin) if args.pin else None
+    procs = args.procs if args.procs is not None else len(cores) if cores else 2
+    if procs < 1:
+        raise ValueError("--procs must be at least 1")
+    if args.poll_timeout < 1:
+        raise ValueError("--poll-timeout must be at least 1")
+    return RunOptions(
+        target=parse_target(args.url),
+        events_path=args.events_path,
+        publish_path=args.publish_path,
+        stats=parse_target(args.stats_url) if args.stats_url else None,
+        category=args.category or f"bench-{uuid.uuid4().hex[:8]}",
+        procs=procs,
+        pin=cores,
+        poll_timeout_s=args.poll_timeout,
+        settle_s=args.settle,
+        settle_timeout_s=args.settle_timeout,
+        collect_timeout_s=args.collect_timeout,
+        connect_concurrency=args.connect_concurrency,
+        connect_timeout_s=args.connect_timeout,
+        payload_bytes=args.payload_bytes,
+        server_pid=args.server_pid,
+        max_seconds=args.max_seconds,
+    )
+
+
+def _on_alarm(signum: int, frame: FrameType | None) -> None:
+    raise RunTimeout("the run exceeded --max-seconds")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one scenario; exit status 1 if any subscriber missed its event, 2 on failure."""
+    args = build_parser().parse_args(argv)
+    try:
+        opts = options_from(args)
+    except (TargetError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    pin(opts.pin)
+    raise_fd_limit(64)
+    signal.signal(signal.SIGALRM, _on_alarm)
+    signal.alarm(max(1, int(opts.max_seconds)))
+    try:
+        if args.scenario == "fanout":
+            fanout = run_fanout(opts, args.sizes, args.rounds)
+            print(fanout_table(fanout))
+            if args.json:
+                write_json(args.json, "fanout", vars(args), fanout)
+            return 1 if fanout.failed else 0
+        memory = run_idle_memory(opts, args.waiters, args.warmup, args.hold)
+        print(memory_table(memory))
+        if args.json:
+            write_json(args.json, "idle-memory", vars(args), memory)
+        return 1 if memory.errors or memory.sent < memory.waiters else 0
+    except (WorkerError, RunTimeout, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    finally:
+        signal.alarm(0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""Options shared by every scenario, and the worker configs they imply."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from bench.http import subscribe_request
+from bench.target import Target
+from bench.worker import WorkerConfig
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """Where the server is and how the load generator behaves."""
+
+    target: Target
+    events_path: str
+    publish_path: str
+    stats: Target | None
+    category: str
+    procs: int
+    pin: tuple[int, ...] | None
+    poll_timeout_s: int
+    settle_s: float
+    settle_timeout_s: float
+    collect_timeout_s: float
+    connect_concurrency: int
+    connect_timeout_s: float
+    payload_bytes: int
+    server_pid: int | None
+    max_seconds: float
+
+    def worker_configs(self, max_subscribers: int) -> list[WorkerConfig]:
+        """One config per worker process, sized for `max_subscribers` in total."""
+        request = subscribe_request(
+            self.target, self.events_path, self.category, self.poll_timeout_s
+        )
+        return [
+            WorkerConfig(
+                index=index,
+                host=self.target.host,
+                port=self.target.port,
+                request=request,
+                max_connections=math.ceil(max_subscribers / self.procs),
+                pin=self.pin,
+                connect_concurrency=self.connect_concurrency,
+                connect_timeout_s=self.connect_timeout_s,
+                open_budget_s=self.open_budget_s,
+                max_seconds=self.max_seconds + 60,
+            )
+            for index in range(self.procs)
+        ]
+
+    @property
+    def open_budget_s(self) -> float:
+        """How long a worker may spend opening its connections for one round."""
+        return 3 * self.connect_timeout_s + 30
+
+    @property
+    def subscribe_wait_s(self) -> float:
+        """How long the coordinator waits for workers to report their requests sent."""
+        return self.open_budget_s + 15
