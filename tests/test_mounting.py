@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import subprocess
+import sys
 from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ from tests.servers import http_client, serve_app, wait_for_waiters
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("name", ["starlette_app", "fastapi_app"])
+@pytest.mark.parametrize("name", ["starlette_app", "fastapi_app", "python_api"])
 def test_readme_shows_the_example_files_verbatim(name: str) -> None:
     source = (ROOT / "docs" / "examples" / f"{name}.py").read_text()
     assert source.strip() in (ROOT / "README.md").read_text()
@@ -114,3 +116,15 @@ async def test_asgi_app_lifespan_starts_and_stops_the_manager() -> None:
     await asyncio.wait_for(task, 5)
     assert channel.sent[-1] == {"type": "lifespan.shutdown.complete"}
     assert not manager.running
+
+
+def test_python_api_example_runs() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "docs.examples.python_api"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["{'title': 'hello'}", "['from a thread']"]

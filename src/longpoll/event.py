@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -81,6 +82,20 @@ def encode_data(data: Any) -> bytes:
     if data is None:
         raise InvalidRequest("data must not be null")
     try:
-        return orjson.dumps(data)
+        encoded = orjson.dumps(data)
     except TypeError as exc:
         raise InvalidRequest(f"data is not JSON-serialisable: {exc}") from None
+    # orjson writes NaN and infinities as null; JSON has no such numbers, so refuse them.
+    if b"null" in encoded and _has_non_finite_float(data):
+        raise InvalidRequest("data must not contain NaN or infinite numbers")
+    return encoded
+
+
+def _has_non_finite_float(data: Any) -> bool:
+    if isinstance(data, float):
+        return not math.isfinite(data)
+    if isinstance(data, dict):
+        return any(_has_non_finite_float(value) for value in data.values())
+    if isinstance(data, list | tuple):
+        return any(_has_non_finite_float(item) for item in data)
+    return False

@@ -67,6 +67,7 @@ class LongpollManager:
         self._waiters = WaiterRegistry()
         self._state = _State.NEW
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._shutdown: asyncio.Future[None] | None = None
 
     @property
     def running(self) -> bool:
@@ -74,20 +75,20 @@ class LongpollManager:
         return self._state is _State.RUNNING
 
     async def start(self) -> None:
-        """Start the backend and load the add-on's events; then serve."""
+        """Start the backend and load the add-on's events; then serve.
+
+        If loading fails, the backend is closed again and the manager cannot be used.
+        """
         if self._state is not _State.NEW:
             raise ManagerClosed("a manager can be started only once")
         self._loop = asyncio.get_running_loop()
         await self._backend.start(self.options, self._waiters.deliver)
-        addon = self.options.addon
-        if addon is not None:
-            events = addon.on_start()
-            if isinstance(events, AsyncIterable):
-                async for event in events:
-                    await self._backend.load(event)
-            else:
-                for event in events:
-                    await self._backend.load(event)
+        try:
+            await self._preload()
+        except BaseException:
+            self._state = _State.CLOSED
+            await self._backend.close()
+            raise
         self._state = _State.RUNNING
         logger.debug("manager started")
 
@@ -97,15 +98,25 @@ class LongpollManager:
         Synchronous, so that a signal handler can call it via the loop;
         `aclose()` calls it too.
         """
-        if self._state in (_State.NEW, _State.RUNNING):
+        if self._state is _State.RUNNING:
             self._state = _State.CLOSING
             self._waiters.close_all()
+        elif self._state is _State.NEW:
+            self._state = _State.CLOSED  # never started: nothing to shut down
 
     async def aclose(self, grace_seconds: float = 5.0) -> None:
-        """Shut down: answer waiters, wait (up to `grace_seconds`) for them, flush add-ons."""
-        if self._state is _State.CLOSED:
-            return
+        """Shut down: answer waiters, wait (up to `grace_seconds`) for them, flush add-ons.
+
+        Calling it again, even while a first call runs, waits for the same shutdown.
+        """
         self.begin_shutdown()
+        if self._shutdown is None:
+            if self._state is _State.CLOSED:
+                return
+            self._shutdown = asyncio.ensure_future(self._shut_down(grace_seconds))
+        await asyncio.shield(self._shutdown)
+
+    async def _shut_down(self, grace_seconds: float) -> None:
         try:
             async with asyncio.timeout(grace_seconds):
                 await self._waiters.wait_until_empty()
@@ -120,6 +131,18 @@ class LongpollManager:
         await self._backend.close()
         self._state = _State.CLOSED
         logger.debug("manager closed")
+
+    async def _preload(self) -> None:
+        addon = self.options.addon
+        if addon is None:
+            return
+        events = addon.on_start()
+        if isinstance(events, AsyncIterable):
+            async for event in events:
+                await self._backend.load(event)
+        else:
+            for event in events:
+                await self._backend.load(event)
 
     async def __aenter__(self) -> LongpollManager:
         await self.start()
@@ -191,12 +214,13 @@ class LongpollManager:
         if found.events:
             self._waiters.remove(waiter)
             return Batch(found.events, found.events[-1].timestamp, found.missed)
+        missed = found.missed
         disconnected = watch_disconnect() if watch_disconnect is not None else None
         await self._waiters.wait(waiter, subscription.timeout_seconds, disconnected)
         if waiter.events:
-            return Batch(waiter.events, waiter.events[-1].timestamp, found.missed)
+            return Batch(waiter.events, waiter.events[-1].timestamp, missed)
         timestamp = await self._backend.resume_point()
-        return Batch([], timestamp, found.missed, closing=waiter.closing)
+        return Batch([], timestamp, missed, closing=waiter.closing)
 
     async def acknowledge(self, batch: Batch) -> None:
         """Record that `batch` reached its subscriber (deletes it if so configured)."""

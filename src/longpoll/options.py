@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -38,9 +39,13 @@ class Options:
         _check_int("max_categories_per_request", self.max_categories_per_request, 1)
         ttl = self.event_ttl_seconds
         if ttl is not None and (
-            isinstance(ttl, bool) or not isinstance(ttl, int | float) or not ttl > 0
+            isinstance(ttl, bool)
+            or not isinstance(ttl, int | float)
+            or not 0 < ttl < math.inf
         ):
-            raise ValueError(f"event_ttl_seconds must be a positive number or None, not {ttl!r}")
+            raise ValueError(
+                f"event_ttl_seconds must be a positive finite number or None, not {ttl!r}"
+            )
         if not isinstance(self.delete_event_after_first_retrieval, bool):
             raise ValueError("delete_event_after_first_retrieval must be a bool")
         if self.addon is not None:

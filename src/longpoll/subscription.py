@@ -85,7 +85,7 @@ def parse_subscription(
             last_id = uuid.UUID(last_id_text)
         except ValueError:
             raise InvalidRequest("last_id must be a UUID") from None
-    return Subscription(tuple(categories), timeout, since_time, last_id)
+    return Subscription(tuple(dict.fromkeys(categories)), timeout, since_time, last_id)
 
 
 def _check_timeout(timeout: object, maximum: int) -> None:

@@ -68,8 +68,9 @@ class WaiterRegistry:
 
     def deliver(self, event: Event) -> None:
         """Hand `event` to every waiter of its category and wake them."""
-        # The set is taken whole: each woken waiter leaves it anyway when its task runs.
-        waiters = self._by_category.pop(event.category, None)
+        # Woken waiters stay registered until their task runs, so that they also get
+        # the events published in between, in order.
+        waiters = self._by_category.get(event.category)
         if waiters:
             for waiter in waiters:
                 waiter.deliver(event)

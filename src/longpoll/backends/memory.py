@@ -21,6 +21,7 @@ from longpoll.subscription import Subscription
 logger = logging.getLogger("longpoll.memory")
 
 _AFTER_ALL_OF_A_MILLISECOND = 2**63
+_NOTHING = ReadResult([])
 
 
 def wall_clock_ms() -> int:
@@ -124,10 +125,10 @@ class MemoryBackend(Backend):
     async def read(self, subscription: Subscription) -> ReadResult:
         since = subscription.since_time
         if since is None:
-            return ReadResult([])
+            return _NOTHING
         now = self._clock()
         categories = []
-        for name in subscription.categories:
+        for name in dict.fromkeys(subscription.categories):
             category = self._categories.get(name)
             if category is not None:
                 self._expire(category, now)
