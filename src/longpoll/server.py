@@ -20,12 +20,51 @@ from longpoll.asgi import LongpollApp
 logger = logging.getLogger("longpoll")
 
 
-class NotifyingHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol that tells waiting requests when their client leaves.
+class _CoalescingTransport:
+    """Joins the writes of one loop iteration into one, such as a response's head and body.
 
-    Without it each waiting request would need a task reading `receive()` just to
-    notice a disconnect.
+    uvicorn writes the head and the body of a response separately: two system calls
+    and often two TCP segments where one does.
     """
+
+    __slots__ = ("_loop", "_pending", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] | None = None
+
+    def write(self, data: bytes) -> None:
+        if self._pending is None:
+            self._pending = [data]
+            self._loop.call_soon(self._flush)
+        else:
+            self._pending.append(data)
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending and not self._transport.is_closing():
+            self._transport.write(b"".join(pending))
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+class NotifyingHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, tuned for long polling.
+
+    It tells waiting requests when their client leaves (otherwise each waiting
+    request needs a task reading `receive()` just to notice), and sends each
+    response in one write.
+    """
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.transport = cast(asyncio.Transport, _CoalescingTransport(transport, self.loop))
 
     def on_headers_complete(self) -> None:
         scope = cast("dict[str, Any]", self.scope)
@@ -104,6 +143,7 @@ async def serve(app: LongpollApp, sock: socket.socket, *, log_level: str = "info
         loop="none",
         lifespan="on",
         access_log=False,
+        ws="none",
         log_config=None,
         log_level=log_level,
         timeout_keep_alive=120,
