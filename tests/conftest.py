@@ -20,13 +20,20 @@ def make_backend() -> Callable[[], Backend]:
     return MemoryBackend
 
 
+@pytest.fixture(params=["server-hooks", "portable-asgi"])
+def portable(request: pytest.FixtureRequest) -> bool:
+    """Every HTTP test runs on longpoll's uvicorn protocol and on plain ASGI."""
+    return bool(request.param == "portable-asgi")
+
+
 @pytest.fixture
-def make_server(make_backend: Callable[[], Backend]) -> ServerFactory:
+def make_server(make_backend: Callable[[], Backend], portable: bool) -> ServerFactory:
     """Serve a fresh manager with the given options on a free loopback port."""
+    default_portable = portable
 
     @contextlib.asynccontextmanager
     async def factory(
-        options: Options | None = None, *, portable: bool = False
+        options: Options | None = None, *, portable: bool = default_portable
     ) -> AsyncIterator[RunningServer]:
         manager = LongpollManager(options or Options(), backend=make_backend())
         async with serve_app(LongpollApp(manager), portable=portable) as running:

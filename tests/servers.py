@@ -19,7 +19,7 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from longpoll import LongpollApp, LongpollManager
-from longpoll.server import NotifyingHttpToolsProtocol, bind_socket
+from longpoll.server import LongpollHttpProtocol, bind_socket
 
 
 def http_client(url: str, timeout: float = 30) -> httpx.AsyncClient:
@@ -77,7 +77,7 @@ async def serve_app(
     port = sock.getsockname()[1]
     config = uvicorn.Config(
         app,
-        http=HttpToolsProtocol if portable else NotifyingHttpToolsProtocol,
+        http=HttpToolsProtocol if portable else LongpollHttpProtocol,
         loop="none",
         lifespan="on",
         access_log=False,

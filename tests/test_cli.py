@@ -51,7 +51,7 @@ def test_help_explains_every_flag() -> None:
     [
         (["--port", "http"], "invalid int value"),
         (["--max-buffer", "0"], "max_event_buffer_size must be an integer of at least 1"),
-        (["--ttl", "-1"], "event_ttl_seconds must be a positive number"),
+        (["--ttl", "-1"], "event_ttl_seconds must be a positive finite number"),
         (["--max-timeout", "0"], "max_longpoll_timeout_seconds"),
         (["--subscribe-path", "events"], "--subscribe-path must start with '/'"),
         (["--publish-path", "/events"], "must differ"),

@@ -102,10 +102,11 @@ async def test_publish_with_wrong_method(server: RunningServer, method: str) -> 
 
 
 @pytest.fixture
-async def small_server() -> AsyncIterator[RunningServer]:
+async def small_server(portable: bool) -> AsyncIterator[RunningServer]:
     """A server taking publish bodies up to 100 bytes, arriving within 0.5 s."""
     manager = LongpollManager(Options(max_publish_body_bytes=100))
-    async with serve_app(LongpollApp(manager, body_timeout_seconds=0.5)) as running:
+    app = LongpollApp(manager, body_timeout_seconds=0.5)
+    async with serve_app(app, portable=portable) as running:
         yield running
 
 

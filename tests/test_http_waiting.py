@@ -6,7 +6,6 @@ import asyncio
 
 import httpx
 import orjson
-import pytest
 
 from tests.conftest import ServerFactory
 from tests.servers import RunningServer, http_client, wait_for_waiters
@@ -33,11 +32,8 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     return status, await reader.readexactly(length)
 
 
-@pytest.mark.parametrize("portable", [False, True], ids=["protocol-hook", "portable-asgi"])
-async def test_disconnect_while_waiting_leaves_nothing(
-    make_server: ServerFactory, portable: bool
-) -> None:
-    async with make_server(portable=portable) as server:
+async def test_disconnect_while_waiting_leaves_nothing(make_server: ServerFactory) -> None:
+    async with make_server() as server:
         connections = [
             await open_subscriber(server.url, "category=c&timeout=60") for _ in range(20)
         ]

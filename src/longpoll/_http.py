@@ -1,12 +1,10 @@
-"""Small ASGI helpers: JSON responses with the protocol's headers, and body reading."""
+"""Small ASGI helpers: types, the protocol's response headers, and body reading."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
-
-import orjson
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -21,25 +19,6 @@ JSON_HEADERS: list[tuple[bytes, bytes]] = [
     (b"expires", b"0"),
     (b"x-content-type-options", b"nosniff"),
 ]
-
-
-async def send_json(
-    send: Send,
-    status: int,
-    body: bytes,
-    extra_headers: Iterable[tuple[bytes, bytes]] = (),
-) -> None:
-    """Send a complete JSON response whose body is already encoded."""
-    headers = [*JSON_HEADERS, (b"content-length", b"%d" % len(body)), *extra_headers]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-async def send_error(
-    send: Send, status: int, message: str, extra_headers: Iterable[tuple[bytes, bytes]] = ()
-) -> None:
-    """Send `{"error": message}` with `status`."""
-    await send_json(send, status, orjson.dumps({"error": message}), extra_headers)
 
 
 class BodyError(Exception):

@@ -7,17 +7,8 @@ from typing import Any
 
 import orjson
 
-from longpoll._disconnect import DisconnectWatch
-from longpoll._http import (
-    ASGIApp,
-    BodyError,
-    Receive,
-    Scope,
-    Send,
-    read_body,
-    send_error,
-    send_json,
-)
+from longpoll._channel import Channel
+from longpoll._http import ASGIApp, BodyError, Receive, Scope, Send, read_body
 from longpoll.errors import InvalidRequest, ManagerClosed
 from longpoll.event import check_category
 from longpoll.manager import Batch, LongpollManager
@@ -49,8 +40,9 @@ class SubscribeHandler:
         self.manager = manager
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        channel = Channel(scope, receive, send)
         if scope["method"] != "GET":
-            await send_error(send, 405, "use GET to subscribe", [(b"allow", b"GET")])
+            await channel.send_error(405, "use GET to subscribe", [(b"allow", b"GET")])
             return
         options = self.manager.options
         try:
@@ -60,22 +52,22 @@ class SubscribeHandler:
                 options.max_categories_per_request,
             )
         except InvalidRequest as exc:
-            await send_error(send, 400, str(exc))
+            await channel.send_error(400, str(exc))
             return
-        watch = DisconnectWatch(scope, receive)
         try:
             try:
-                batch = await self.manager.wait_for_events(subscription, watch.future)
+                batch = await self.manager.wait_for_events(subscription, channel.disconnect_future)
             except ManagerClosed:
-                await send_error(send, 503, _SHUTTING_DOWN)
+                await channel.send_error(503, _SHUTTING_DOWN)
                 return
-            if watch.disconnected:
+            if channel.disconnected:
                 return
-            await send_json(send, 200, encode_batch(batch))
-            delivered = not watch.disconnected
+            await channel.send_json(200, encode_batch(batch))
+            delivered = not channel.disconnected
         finally:
-            watch.close()
-        if delivered:
+            channel.close()
+        # Only delete-after-first-retrieval needs to know what was delivered.
+        if delivered and self.manager.options.delete_event_after_first_retrieval:
             await self.manager.acknowledge(batch)
 
 
@@ -92,18 +84,15 @@ class PublishHandler:
         self.body_timeout_seconds = body_timeout_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        channel = Channel(scope, receive, send)
         if scope["method"] != "POST":
-            await send_error(send, 405, "use POST to publish", [(b"allow", b"POST")])
+            await channel.send_error(405, "use POST to publish", [(b"allow", b"POST")])
             return
         try:
-            body = await read_body(
-                scope,
-                receive,
-                self.manager.options.max_publish_body_bytes,
-                self.body_timeout_seconds,
-            )
+            limit = self.manager.options.max_publish_body_bytes
+            body = await read_body(scope, receive, limit, self.body_timeout_seconds)
         except BodyError as exc:
-            await send_error(send, exc.status, exc.message)
+            await channel.send_error(exc.status, exc.message)
             return
         if body is None:
             return  # the client went away before sending its whole body
@@ -111,13 +100,13 @@ class PublishHandler:
             category, data = _parse_publish_body(body)
             event = await self.manager.publish(category, data)
         except InvalidRequest as exc:
-            await send_error(send, 400, str(exc))
+            await channel.send_error(400, str(exc))
             return
         except ManagerClosed:
-            await send_error(send, 503, _SHUTTING_DOWN)
+            await channel.send_error(503, _SHUTTING_DOWN)
             return
         response = {"success": True, "id": str(event.id), "timestamp": event.timestamp}
-        await send_json(send, 200, orjson.dumps(response))
+        await channel.send_json(200, orjson.dumps(response))
 
 
 def _parse_publish_body(body: bytes) -> tuple[str, Any]:
@@ -175,7 +164,7 @@ class LongpollApp:
             path = scope["path"].removeprefix(scope.get("root_path", ""))
             handler = self._routes.get(path)
             if handler is None:
-                await send_error(send, 404, f"no such endpoint: {path}")
+                await Channel(scope, receive, send).send_error(404, f"no such endpoint: {path}")
             else:
                 await handler(scope, receive, send)
         elif kind == "lifespan":
@@ -184,7 +173,8 @@ class LongpollApp:
             await send({"type": "websocket.close", "code": 1008})
 
     async def _stats(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send_json(send, 200, orjson.dumps(await self.manager.stats()))
+        stats = await self.manager.stats()
+        await Channel(scope, receive, send).send_json(200, orjson.dumps(stats))
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -4,81 +4,108 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import signal
 import socket
 from collections.abc import Iterator
+from http import HTTPStatus
 from typing import Any, cast
 
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
-from longpoll._disconnect import NOTICE_EXTENSION, DisconnectNotice
+from longpoll._channel import HOOKS_EXTENSION, ServerHooks
 from longpoll.asgi import LongpollApp
 
 logger = logging.getLogger("longpoll")
 
 
-class _CoalescingTransport:
-    """Joins the writes of one loop iteration into one, such as a response's head and body.
+class _UvicornHooks(ServerHooks):
+    """`ServerHooks` for one request on uvicorn's httptools protocol.
 
-    uvicorn writes the head and the body of a response separately: two system calls
-    and often two TCP segments where one does.
+    Tied to uvicorn's `RequestResponseCycle`: `respond` does in one write what the
+    cycle's `send` does for a `http.response.start` and a final body message.
     """
 
-    __slots__ = ("_loop", "_pending", "_transport")
+    __slots__ = ("_future", "cycle", "lost")
 
-    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
-        self._transport = transport
-        self._loop = loop
-        self._pending: list[bytes] | None = None
+    def __init__(self) -> None:
+        self.cycle: RequestResponseCycle | None = None
+        self.lost = False
+        self._future: asyncio.Future[None] | None = None
 
-    def write(self, data: bytes) -> None:
-        if self._pending is None:
-            self._pending = [data]
-            self._loop.call_soon(self._flush)
-        else:
-            self._pending.append(data)
+    @property
+    def disconnected(self) -> bool:
+        return self.lost
 
-    def _flush(self) -> None:
-        pending, self._pending = self._pending, None
-        if pending and not self._transport.is_closing():
-            self._transport.write(b"".join(pending))
+    def disconnect_future(self) -> asyncio.Future[None]:
+        if self._future is None:
+            self._future = asyncio.get_running_loop().create_future()
+            if self.lost:
+                self._future.set_result(None)
+        return self._future
 
-    def close(self) -> None:
-        self._flush()
-        self._transport.close()
+    def connection_lost(self) -> None:
+        self.lost = True
+        if self._future is not None and not self._future.done():
+            self._future.set_result(None)
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
+    def respond(self, status: int, head: bytes, body: bytes) -> None:
+        cycle = self.cycle
+        assert cycle is not None, "the request's cycle is set before its app runs"
+        if cycle.disconnected:
+            return
+        if cycle.response_started:
+            raise RuntimeError("a response was already started for this request")
+        cycle.response_started = True
+        cycle.waiting_for_100_continue = False
+        parts = [_status_line(status)]
+        for name, value in cycle.default_headers:
+            parts += (name, b": ", value, b"\r\n")
+        parts.append(head)
+        if not cycle.keep_alive:
+            parts.append(b"connection: close\r\n")
+        parts.append(b"content-length: %d\r\n\r\n" % len(body))
+        if cycle.scope["method"] != "HEAD":
+            parts.append(body)
+        cycle.transport.write(b"".join(parts))
+        cycle.response_complete = True
+        cycle.message_event.set()
+        if not cycle.keep_alive:
+            cycle.transport.close()
+        cycle.on_response()
 
 
-class NotifyingHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, tuned for long polling.
+@functools.cache
+def _status_line(status: int) -> bytes:
+    return b"HTTP/1.1 %d %b\r\n" % (status, HTTPStatus(status).phrase.encode("ascii"))
 
-    It tells waiting requests when their client leaves (otherwise each waiting
-    request needs a task reading `receive()` just to notice), and sends each
-    response in one write.
+
+class LongpollHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, with `ServerHooks` for each request.
+
+    Each response of the longpoll handlers goes out in one write (uvicorn writes
+    the head and the body separately), and a waiting request learns of a lost
+    connection without a task of its own reading `receive()`.
     """
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self.transport = cast(asyncio.Transport, _CoalescingTransport(transport, self.loop))
 
     def on_headers_complete(self) -> None:
+        hooks = _UvicornHooks()
         scope = cast("dict[str, Any]", self.scope)
-        scope.setdefault("extensions", {})[NOTICE_EXTENSION] = DisconnectNotice()
+        scope.setdefault("extensions", {})[HOOKS_EXTENSION] = hooks
         super().on_headers_complete()
+        # The app runs in a task that starts later, so the cycle is set in time.
+        hooks.cycle = self.cycle
 
     def connection_lost(self, exc: Exception | None) -> None:
         cycle = self.cycle
         super().connection_lost(exc)
         if cycle is not None:
-            scope = cast("dict[str, Any]", cycle.scope)
-            notice = scope.get("extensions", {}).get(NOTICE_EXTENSION)
-            if isinstance(notice, DisconnectNotice):
-                notice.fire()
+            hooks = cast("dict[str, Any]", cycle.scope).get("extensions", {}).get(HOOKS_EXTENSION)
+            if isinstance(hooks, _UvicornHooks):
+                hooks.connection_lost()
 
 
 class _Server(uvicorn.Server):
@@ -139,10 +166,12 @@ async def serve(app: LongpollApp, sock: socket.socket, *, log_level: str = "info
     """Serve `app` on the listening socket `sock` until SIGINT or SIGTERM."""
     config = uvicorn.Config(
         app,
-        http=NotifyingHttpToolsProtocol,
+        http=LongpollHttpProtocol,
         loop="none",
         lifespan="on",
         access_log=False,
+        proxy_headers=False,
+        server_header=False,
         ws="none",
         log_config=None,
         log_level=log_level,
