@@ -39,9 +39,7 @@ class Options:
         _check_int("max_categories_per_request", self.max_categories_per_request, 1)
         ttl = self.event_ttl_seconds
         if ttl is not None and (
-            isinstance(ttl, bool)
-            or not isinstance(ttl, int | float)
-            or not 0 < ttl < math.inf
+            isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl < math.inf
         ):
             raise ValueError(
                 f"event_ttl_seconds must be a positive finite number or None, not {ttl!r}"
