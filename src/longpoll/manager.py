@@ -163,7 +163,21 @@ class LongpollManager:
         `ManagerClosed` when the manager is not running.
         """
         check_category(category)
+        return await self._store(category, data, encode_data(data))
+
+    def publish_threadsafe(self, category: str, data: Any, timeout: float | None = None) -> Event:
+        """Publish from a thread other than the manager's event loop, waiting for the result."""
+        check_category(category)
         data_json = encode_data(data)
+        loop = self._loop
+        if loop is None or not self.running:
+            raise ManagerClosed("the manager is not running")
+        if _running_loop() is loop:
+            raise RuntimeError("publish_threadsafe() called on the manager's loop: use publish()")
+        future = asyncio.run_coroutine_threadsafe(self._store(category, data, data_json), loop)
+        return future.result(timeout)
+
+    async def _store(self, category: str, data: Any, data_json: bytes) -> Event:
         self._check_running()
         event = await self._backend.append(category, data, data_json)
         addon = self.options.addon
@@ -173,18 +187,6 @@ class LongpollManager:
             except Exception:
                 logger.exception("add-on failed in on_publish")
         return event
-
-    def publish_threadsafe(self, category: str, data: Any, timeout: float | None = None) -> Event:
-        """Publish from a thread other than the manager's event loop, waiting for the result."""
-        check_category(category)
-        encode_data(data)
-        loop = self._loop
-        if loop is None or not self.running:
-            raise ManagerClosed("the manager is not running")
-        if _running_loop() is loop:
-            raise RuntimeError("publish_threadsafe() called on the manager's loop: use publish()")
-        future = asyncio.run_coroutine_threadsafe(self.publish(category, data), loop)
-        return future.result(timeout)
 
     async def wait_for_events(
         self,
