@@ -4,7 +4,15 @@ from longpoll.addons.base import AddOn
 from longpoll.asgi import LongpollApp, PublishHandler, SubscribeHandler
 from longpoll.backends.base import Backend
 from longpoll.backends.memory import MemoryBackend
-from longpoll.errors import InvalidRequest, LongpollError, ManagerClosed
+from longpoll.errors import (
+    ClientError,
+    ConnectionFailed,
+    InvalidRequest,
+    LongpollError,
+    ManagerClosed,
+    ProtocolError,
+    ServerError,
+)
 from longpoll.event import Event
 from longpoll.manager import Batch, LongpollManager, ManagerStats
 from longpoll.options import Options
@@ -16,6 +24,8 @@ __all__ = [
     "AddOn",
     "Backend",
     "Batch",
+    "ClientError",
+    "ConnectionFailed",
     "Event",
     "InvalidRequest",
     "LongpollApp",
@@ -25,7 +35,9 @@ __all__ = [
     "ManagerStats",
     "MemoryBackend",
     "Options",
+    "ProtocolError",
     "PublishHandler",
+    "ServerError",
     "SubscribeHandler",
     "Subscription",
     "__version__",

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
+
+import orjson
 
 from longpoll import __version__
+from longpoll.errors import InvalidRequest, LongpollError
 from longpoll.options import Options
+
+if TYPE_CHECKING:
+    from longpoll.client import Client, Since
 
 _DEFAULTS = Options()
 
@@ -80,7 +87,60 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["debug", "info", "warning", "error"],
         help="logging level",
     )
+
+    subscribe = commands.add_parser(
+        "subscribe",
+        help="print the events of categories, one JSON object a line",
+        description=(
+            "Subscribe to categories on a long-polling server and print each event as "
+            "one JSON line with its timestamp, category, data and id. Runs until "
+            "interrupted; resumes after the last event printed across timeouts."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    subscribe.add_argument("categories", nargs="+", metavar="CATEGORY", help="a category")
+    subscribe.add_argument(
+        "--since",
+        type=int,
+        default=None,
+        metavar="MS",
+        help="print events published after this time in epoch milliseconds "
+        "(negative: everything the server buffers; default: from now on)",
+    )
+    subscribe.add_argument(
+        "--poll-timeout",
+        type=int,
+        default=45,
+        metavar="SECONDS",
+        help="how long the server holds each poll",
+    )
+    subscribe.add_argument(
+        "--retry",
+        action="store_true",
+        help="when the server is lost or fails, retry with back-off instead of exiting",
+    )
+    _add_server_flags(subscribe)
+
+    publish = commands.add_parser(
+        "publish",
+        help="publish an event",
+        description="Publish an event on a long-polling server and print its id and timestamp.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    publish.add_argument("category", help="the category to publish on")
+    publish.add_argument(
+        "data", help="the event's data: JSON, else taken as a string; - reads standard input"
+    )
+    _add_server_flags(publish)
     return parser
+
+
+def _add_server_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", default="http://127.0.0.1:8101", help="base URL of the server")
+    parser.add_argument(
+        "--subscribe-path", default="/events", help="path of the subscribe endpoint"
+    )
+    parser.add_argument("--publish-path", default="/publish", help="path of the publish endpoint")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -89,6 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "serve":
         return _serve(parser, args)
+    if args.command in ("subscribe", "publish"):
+        return _run_client(parser, args)
     parser.error(f"unknown command {args.command!r}")
 
 
@@ -137,6 +199,81 @@ def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         uvloop.run(serve(app, sock, log_level=uvicorn_level))
     finally:
         sock.close()
+    return 0
+
+
+def _run_client(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from longpoll.client import Client
+
+    urls = {}
+    for flag, path in {
+        "--subscribe-path": args.subscribe_path,
+        "--publish-path": args.publish_path,
+    }.items():
+        if not path.startswith("/"):
+            parser.error(f"{flag} must start with '/'")
+        urls[flag] = args.url.rstrip("/") + path
+    # The library's warnings (a retry, a gap in the events) go to stderr.
+    logging.basicConfig(level=logging.WARNING, format="longpoll: %(message)s")
+    retry = args.command == "subscribe" and args.retry
+    try:
+        client = Client(
+            urls["--subscribe-path"],
+            publish_url=urls["--publish-path"],
+            poll_timeout_seconds=getattr(args, "poll_timeout", 45),
+            # Without --retry, the first failure ends the command.
+            on_failure=None if retry else _give_up,
+        )
+    except ValueError as exc:
+        parser.error(str(exc).replace("subscribe_url", "--url").replace("publish_url", "--url"))
+    with client:
+        try:
+            if args.command == "subscribe":
+                return _subscribe(client, args)
+            return _publish(client, args)
+        except InvalidRequest as exc:
+            parser.error(str(exc))
+        except LongpollError as exc:
+            print(f"longpoll: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            return 130
+        except BrokenPipeError:
+            # The reader went away (`longpoll subscribe c | head -1`): no more output.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
+
+
+def _give_up(error: LongpollError) -> bool:
+    return False
+
+
+def _subscribe(client: Client, args: argparse.Namespace) -> int:
+    since: Since = "now" if args.since is None else int(args.since)
+    out = sys.stdout.buffer
+    for event in client.subscribe(*args.categories, since=since):
+        out.write(orjson.dumps(event.to_dict()) + b"\n")
+        out.flush()
+    return 0
+
+
+def _publish(client: Client, args: argparse.Namespace) -> int:
+    if args.data == "-":
+        text = sys.stdin.read()
+        text = text.removesuffix("\n").removesuffix("\r")
+    else:
+        text = args.data
+    try:
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        data = text
+    published = client.publish(args.category, data)
+    receipt = {
+        "id": None if published.id is None else str(published.id),
+        "timestamp": published.timestamp,
+    }
+    sys.stdout.buffer.write(orjson.dumps(receipt) + b"\n")
+    sys.stdout.buffer.flush()
     return 0
 
 

@@ -11,3 +11,32 @@ class InvalidRequest(LongpollError, ValueError):
 
 class ManagerClosed(LongpollError, RuntimeError):
     """The manager is not running: it was never started, or it is shutting down."""
+
+
+class ClientError(LongpollError):
+    """A request of the Python client (`longpoll.client`) failed; see the subclasses."""
+
+
+class ServerError(ClientError):
+    """The server answered with an error.
+
+    That is a status other than 2xx, or a JSON `error` key (golongpoll reports a bad
+    subscribe request with status 200). `status` is the HTTP status and `message`
+    the server's own words.
+    """
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"server answered {status}: {message}")
+        self.status = status
+        self.message = message
+
+    def __reduce__(self) -> tuple[type["ServerError"], tuple[int, str]]:
+        return type(self), (self.status, self.message)
+
+
+class ProtocolError(ClientError):
+    """The server answered, but not in the wire protocol: not the JSON expected."""
+
+
+class ConnectionFailed(ClientError):
+    """The server could not be reached, or the connection failed before its answer."""

@@ -1,0 +1,464 @@
+"""The protocol logic that both client flavours share. No I/O happens here.
+
+It checks options and arguments, builds subscribe URLs and publish bodies, turns
+answers into events or errors, keeps a subscription's resume position, and decides
+whether and how long to wait before the next poll. The async and sync shells only
+send the requests and do the waiting.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import logging
+import random
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Literal, TypeGuard
+
+import httpx
+import orjson
+
+from longpoll.errors import (
+    ClientError,
+    ConnectionFailed,
+    InvalidRequest,
+    ProtocolError,
+    ServerError,
+)
+from longpoll.event import check_category, encode_data
+
+logger = logging.getLogger("longpoll.client")
+
+Since = datetime.datetime | int | Literal["now"]
+"""Where a subscription starts: a time, epoch milliseconds (negative: everything
+buffered) or "now" (only events published after its first request arrives)."""
+
+FailureHandler = Callable[[ClientError], bool]
+"""Called with each failure; True retries after a back-off wait, False stops."""
+
+REQUEST_TIMEOUT_SECONDS = 30.0
+"""Connect, write and pool timeouts of the clients' own httpx clients, and the read
+timeout of a publish."""
+READ_MARGIN_SECONDS = 15.0
+"""A poll's read timeout is its poll timeout plus this: the server answers first."""
+_RETRIED_STATUSES = frozenset({408, 429})
+_MAX_MESSAGE_CHARS = 200
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedEvent:
+    """An event as a subscriber receives it: the four keys of the wire protocol.
+
+    `after_gap` is the gap signal: the server dropped events published between the
+    subscription's position and this event (for its buffer size or age) before the
+    client could get them. A gap reported by a timeout answer is flagged on the
+    next event received.
+    """
+
+    timestamp: int
+    """Milliseconds since the epoch, assigned by the server."""
+    category: str
+    data: Any
+    id: uuid.UUID
+    after_gap: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """The event as the JSON object the server sent (without `after_gap`)."""
+        return {
+            "timestamp": self.timestamp,
+            "category": self.category,
+            "data": self.data,
+            "id": str(self.id),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """The server's acknowledgement of a publish.
+
+    `id` and `timestamp` locate the new event; they are None when the server does
+    not send them (golongpoll answers only `{"success": true}`).
+    """
+
+    id: uuid.UUID | None
+    timestamp: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """A client's checked options."""
+
+    subscribe_url: httpx.URL
+    publish_url: httpx.URL | None
+    poll_timeout_seconds: int
+    retry_wait_seconds: float
+    max_retry_wait_seconds: float
+    success_wait_seconds: float
+    headers: dict[str, str]
+    """Extra headers of every request, with the basic auth header if one was given."""
+    on_failure: FailureHandler | None
+
+    def poll_headers(self) -> httpx.Headers:
+        """The headers of a poll: JSON answers (not Server-Sent Events), plus ours."""
+        return self._with_headers("Accept")
+
+    def publish_headers(self) -> httpx.Headers:
+        """The headers of a publish request."""
+        return self._with_headers("Content-Type")
+
+    def _with_headers(self, json_header: str) -> httpx.Headers:
+        headers = httpx.Headers({json_header: "application/json"})
+        headers.update(self.headers)
+        return headers
+
+    def poll_timeout(self, base: httpx.Timeout) -> httpx.Timeout:
+        """`base` with a read timeout longer than the poll: the server answers first."""
+        return httpx.Timeout(
+            connect=base.connect,
+            read=self.poll_timeout_seconds + READ_MARGIN_SECONDS,
+            write=base.write,
+            pool=base.pool,
+        )
+
+
+def make_settings(
+    subscribe_url: str,
+    publish_url: str | None,
+    poll_timeout_seconds: int,
+    retry_wait_seconds: float,
+    max_retry_wait_seconds: float,
+    success_wait_seconds: float,
+    basic_auth: tuple[str, str] | None,
+    headers: Mapping[str, str] | None,
+    on_failure: FailureHandler | None,
+) -> Settings:
+    """Check the options of a client, raising `ValueError` naming the first bad one."""
+    if (
+        isinstance(poll_timeout_seconds, bool)
+        or not isinstance(poll_timeout_seconds, int)
+        or poll_timeout_seconds < 1
+    ):
+        raise ValueError(
+            f"poll_timeout_seconds must be a whole number of at least 1, "
+            f"not {poll_timeout_seconds!r}"
+        )
+    _check_seconds("retry_wait_seconds", retry_wait_seconds, positive=True)
+    _check_seconds("max_retry_wait_seconds", max_retry_wait_seconds, positive=True)
+    if max_retry_wait_seconds < retry_wait_seconds:
+        raise ValueError("max_retry_wait_seconds must not be less than retry_wait_seconds")
+    _check_seconds("success_wait_seconds", success_wait_seconds, positive=False)
+    all_headers = dict(headers or {})
+    if basic_auth is not None:
+        if len(basic_auth) != 2 or not all(isinstance(part, str) for part in basic_auth):
+            raise ValueError("basic_auth must be a (username, password) pair of strings")
+        credentials = base64.b64encode(":".join(basic_auth).encode("utf-8")).decode("ascii")
+        all_headers["Authorization"] = f"Basic {credentials}"
+    if on_failure is not None and not callable(on_failure):
+        raise ValueError("on_failure must be callable")
+    return Settings(
+        subscribe_url=_check_url("subscribe_url", subscribe_url),
+        publish_url=None if publish_url is None else _check_url("publish_url", publish_url),
+        poll_timeout_seconds=poll_timeout_seconds,
+        retry_wait_seconds=float(retry_wait_seconds),
+        max_retry_wait_seconds=float(max_retry_wait_seconds),
+        success_wait_seconds=float(success_wait_seconds),
+        headers=all_headers,
+        on_failure=on_failure,
+    )
+
+
+def _check_url(name: str, url: str) -> httpx.URL:
+    try:
+        parsed = httpx.URL(url)
+    except (TypeError, httpx.InvalidURL) as exc:
+        raise ValueError(f"{name} is not a valid URL: {exc}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ValueError(f"{name} must be an absolute http:// or https:// URL, not {url!r}")
+    return parsed
+
+
+def _check_seconds(name: str, value: object, *, positive: bool) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or value < 0
+        or (positive and value == 0)
+    ):
+        kind = "a positive" if positive else "a non-negative"
+        raise ValueError(f"{name} must be {kind} number of seconds, not {value!r}")
+
+
+def check_categories(categories: Sequence[str]) -> tuple[str, ...]:
+    """The categories of a subscription, raising `InvalidRequest` if any is bad."""
+    if not categories:
+        raise InvalidRequest("subscribe to at least one category")
+    return tuple(check_category(category) for category in categories)
+
+
+def since_time_of(since: Since) -> int | None:
+    """The `since_time` parameter for `since` (None for "now").
+
+    A naive datetime is taken as local time, as `datetime.timestamp()` does.
+    """
+    if isinstance(since, datetime.datetime):
+        return int(since.timestamp() * 1000)
+    if since == "now":
+        return None
+    if isinstance(since, bool) or not isinstance(since, int):
+        raise InvalidRequest(
+            f'since must be a datetime, epoch milliseconds or "now", not {since!r}'
+        )
+    if not -(2**63) <= since < 2**63:
+        raise InvalidRequest("since must fit in a signed 64-bit integer")
+    return since
+
+
+def last_id_of(last_id: uuid.UUID | str | None, since_time: int | None) -> uuid.UUID | None:
+    """The `last_id` to resume after, raising `InvalidRequest` if it is bad."""
+    if last_id is None:
+        return None
+    if since_time is None:
+        raise InvalidRequest("last_id needs since")
+    if isinstance(last_id, uuid.UUID):
+        return last_id
+    try:
+        return uuid.UUID(last_id)
+    except (ValueError, TypeError, AttributeError):
+        raise InvalidRequest(f"last_id must be a UUID, not {last_id!r}") from None
+
+
+class Backoff:
+    """Exponential back-off with jitter.
+
+    After `failures` failures in a row the wait is `first * 2 ** (failures - 1)`,
+    capped at `cap`, times a random factor between 0.5 and 1, so that the clients
+    of a restarted server do not all come back at the same moment.
+    """
+
+    def __init__(
+        self, first: float, cap: float, jitter: Callable[[], float] = random.random
+    ) -> None:
+        self.first = first
+        self.cap = cap
+        self._jitter = jitter
+
+    def delay(self, failures: int) -> float:
+        """Seconds to wait after `failures` failures in a row (none after none)."""
+        if failures < 1:
+            return 0.0
+        ceiling = min(self.cap, self.first * 2.0 ** min(failures - 1, 64))
+        return ceiling * (0.5 + 0.5 * self._jitter())
+
+
+def retried_by_default(error: ClientError) -> bool:
+    """Whether a failure may pass by waiting: connection failures, 5xx, 408 and 429.
+
+    Other errors (a rejected request, an answer that is not the protocol) would
+    only repeat, so without an `on_failure` callback they stop the subscription.
+    """
+    if isinstance(error, ConnectionFailed):
+        return True
+    if isinstance(error, ServerError):
+        return error.status >= 500 or error.status in _RETRIED_STATUSES
+    return False
+
+
+class StreamState:
+    """The protocol state of one subscription.
+
+    It knows where the subscription stands (`since_time` and `last_id` of the last
+    event yielded, or the resume point of a timeout answer), builds the next poll,
+    reads answers, and decides what a failure means. The position never moves back,
+    and events already yielded at the current millisecond are dropped if a server
+    sends them again, so resuming causes no duplicate.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        categories: tuple[str, ...],
+        since_time: int | None,
+        last_id: uuid.UUID | None,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.settings = settings
+        self.categories = categories
+        self.since_time = since_time
+        self.last_id = last_id
+        self.failures = 0
+        """Failures in a row; a valid answer resets it."""
+        self.wait_seconds = 0.0
+        """How long to wait before the next poll."""
+        self._seen_at_since_time: set[uuid.UUID] = set() if last_id is None else {last_id}
+        self._gap_pending = False
+        self._backoff = Backoff(
+            settings.retry_wait_seconds, settings.max_retry_wait_seconds, jitter
+        )
+
+    def poll_url(self) -> httpx.URL:
+        """The URL of the next poll."""
+        params: list[tuple[str, str | int | float | bool | None]] = [
+            ("category", category) for category in self.categories
+        ]
+        params.append(("timeout", str(self.settings.poll_timeout_seconds)))
+        if self.since_time is not None:
+            params.append(("since_time", str(self.since_time)))
+            if self.last_id is not None:
+                params.append(("last_id", str(self.last_id)))
+        return self.settings.subscribe_url.copy_merge_params(params)
+
+    def received(self, status: int, body: bytes, reason: str = "") -> list[ReceivedEvent]:
+        """The new events of a poll's answer (none for a timeout).
+
+        Raises `ServerError` or `ProtocolError` for an answer that is not a success.
+        """
+        answer = _json_object(status, body, reason)
+        missed = answer.get("missed") is True
+        raw_events = answer.get("events")
+        if raw_events is not None:
+            if not isinstance(raw_events, list):
+                raise ProtocolError("the answer's events are not a list")
+            events = [_event(raw) for raw in raw_events]
+        elif "timeout" in answer:
+            events = []
+            timestamp = answer.get("timestamp")
+            if timestamp is not None and not _is_int(timestamp):
+                raise ProtocolError("the timeout answer's timestamp is not an integer")
+            self._resume_from(timestamp)
+        else:
+            raise ProtocolError("the answer has neither events nor a timeout")
+        self.failures = 0
+        self.wait_seconds = self.settings.success_wait_seconds
+        fresh = [event for event in events if not self._seen(event)]
+        if missed:
+            logger.warning("events of %s were dropped before this client got them", self.categories)
+            self._gap_pending = True
+        if fresh and self._gap_pending:
+            self._gap_pending = False
+            fresh[0] = replace(fresh[0], after_gap=True)
+        return fresh
+
+    def advance(self, event: ReceivedEvent) -> None:
+        """Move the position to `event`, which is being yielded."""
+        if event.timestamp != self.since_time:
+            self._seen_at_since_time.clear()
+        self._seen_at_since_time.add(event.id)
+        self.since_time = event.timestamp
+        self.last_id = event.id
+
+    def failed(self, error: ClientError) -> None:
+        """Record a failed poll: re-raise `error` to stop, else set the back-off wait.
+
+        `on_failure` decides when it is given, else `retried_by_default`.
+        """
+        self.failures += 1
+        handler = self.settings.on_failure
+        retry = handler(error) if handler is not None else retried_by_default(error)
+        if not retry:
+            raise error
+        self.wait_seconds = self._backoff.delay(self.failures)
+        logger.warning(
+            "poll of %s failed (%s); retrying in %.2f s", self.categories, error, self.wait_seconds
+        )
+
+    def _seen(self, event: ReceivedEvent) -> bool:
+        return event.timestamp == self.since_time and event.id in self._seen_at_since_time
+
+    def _resume_from(self, timestamp: int | None) -> None:
+        # Every event published after a timeout answer has a later timestamp than
+        # it, so the answer's timestamp is a safe position, unless it is not past ours.
+        if timestamp is None:
+            return
+        if self.since_time is None or timestamp > self.since_time:
+            self.since_time = timestamp
+            self.last_id = None
+            self._seen_at_since_time.clear()
+
+
+def publish_body(category: str, data: Any) -> bytes:
+    """The body of a publish request, raising `InvalidRequest` for a bad argument."""
+    check_category(category)
+    return b'{"category":%b,"data":%b}' % (orjson.dumps(category), encode_data(data))
+
+
+def published(status: int, body: bytes, reason: str = "") -> Published:
+    """The acknowledgement in a publish answer; raises `ServerError` or `ProtocolError`."""
+    answer = _json_object(status, body, reason)
+    if answer.get("success") is not True:
+        raise ProtocolError("the publish answer does not say success")
+    event_id = answer.get("id")
+    timestamp = answer.get("timestamp")
+    try:
+        parsed_id = uuid.UUID(event_id) if isinstance(event_id, str) else None
+    except ValueError:
+        raise ProtocolError(f"the publish answer's id is not a UUID: {event_id!r}") from None
+    return Published(parsed_id, timestamp if _is_int(timestamp) else None)
+
+
+def no_publish_url() -> ClientError:
+    return ClientError("this client has no publish_url to publish to")
+
+
+def closed_client() -> ClientError:
+    return ClientError("the client is closed")
+
+
+def connection_failed(exc: httpx.HTTPError, url: httpx.URL) -> ConnectionFailed:
+    """The error to raise (from `exc`) when a request to `url` got no valid HTTP answer."""
+    where = url.copy_with(query=None)
+    if isinstance(exc, httpx.TimeoutException):
+        return ConnectionFailed(f"no answer from {where} in time ({type(exc).__name__})")
+    reason = str(exc) or type(exc).__name__
+    return ConnectionFailed(f"cannot reach {where}: {reason}")
+
+
+def _json_object(status: int, body: bytes, reason: str) -> dict[str, Any]:
+    """The JSON object of a successful answer; raises `ServerError` for an error."""
+    try:
+        answer = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        answer = None
+    if not 200 <= status < 300:
+        raise ServerError(status, _server_message(answer, body, reason))
+    if not isinstance(answer, dict):
+        raise ProtocolError(f"the answer is not a JSON object: {_excerpt(body)!r}")
+    error = answer.get("error")
+    if error is not None:
+        raise ServerError(status, str(error))
+    return answer
+
+
+def _server_message(answer: object, body: bytes, reason: str) -> str:
+    if isinstance(answer, dict) and isinstance(answer.get("error"), str):
+        return str(answer["error"])
+    return _excerpt(body) or reason or "no message"
+
+
+def _excerpt(body: bytes) -> str:
+    text = " ".join(body.decode("utf-8", "replace").split())
+    return text if len(text) <= _MAX_MESSAGE_CHARS else text[: _MAX_MESSAGE_CHARS - 3] + "..."
+
+
+def _event(raw: object) -> ReceivedEvent:
+    if not isinstance(raw, dict):
+        raise ProtocolError("an event is not a JSON object")
+    timestamp = raw.get("timestamp")
+    category = raw.get("category")
+    event_id = raw.get("id")
+    if not _is_int(timestamp):
+        raise ProtocolError("an event's timestamp is not an integer")
+    if not isinstance(category, str):
+        raise ProtocolError("an event's category is not a string")
+    if not isinstance(event_id, str):
+        raise ProtocolError("an event has no id")
+    try:
+        parsed_id = uuid.UUID(event_id)
+    except ValueError:
+        raise ProtocolError(f"an event's id is not a UUID: {event_id!r}") from None
+    return ReceivedEvent(timestamp, category, raw.get("data"), parsed_id)
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)

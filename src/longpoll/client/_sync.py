@@ -1,0 +1,333 @@
+"""The sync client: `_core`'s protocol logic over `httpx.Client`.
+
+A blocking read cannot be cancelled, and closing a socket from another thread
+does not wake a thread blocked reading it; shutting the socket down does. So
+each poll carries httpx's `trace` extension, which reports the sockets its
+connections open, and `EventStream.stop()` shuts those down from any thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import ssl
+import threading
+import uuid
+import weakref
+from collections import deque
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from longpoll.client import _core
+from longpoll.client._core import FailureHandler, Published, ReceivedEvent, Since, StreamState
+from longpoll.errors import ClientError
+
+
+class Client:
+    """Subscribes to and publishes on a long-polling server, from blocking code.
+
+    Works with any server of the wire protocol, golongpoll's included. Use it as
+    `with Client(...) as client:` (or call `close()`); it may be used from any
+    thread, and each subscription from one thread at a time.
+
+    The options are those of `AsyncClient`, with `http_client` an `httpx.Client`
+    and `transport` an `httpx.BaseTransport`. Unless one of those two is given,
+    each subscription polls over connections of its own, so that `stop()` can
+    end its poll at once from any thread (see `EventStream`).
+    """
+
+    def __init__(
+        self,
+        subscribe_url: str,
+        *,
+        publish_url: str | None = None,
+        poll_timeout_seconds: int = 45,
+        retry_wait_seconds: float = 1.0,
+        max_retry_wait_seconds: float = 30.0,
+        success_wait_seconds: float = 0.0,
+        basic_auth: tuple[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        on_failure: FailureHandler | None = None,
+        http_client: httpx.Client | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.settings = _core.make_settings(
+            subscribe_url,
+            publish_url,
+            poll_timeout_seconds,
+            retry_wait_seconds,
+            max_retry_wait_seconds,
+            success_wait_seconds,
+            basic_auth,
+            headers,
+            on_failure,
+        )
+        if http_client is not None and transport is not None:
+            raise ValueError("give http_client or transport, not both")
+        self._owns_http = http_client is None
+        self._shared_connections = http_client is not None or transport is not None
+        self._ssl_context: ssl.SSLContext | None = None
+        if http_client is None:
+            http_client = self._new_http_client(transport)
+        self._http = http_client
+        self._streams: weakref.WeakSet[EventStream] = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def subscribe(
+        self,
+        *categories: str,
+        since: Since = "now",
+        last_id: uuid.UUID | str | None = None,
+    ) -> EventStream:
+        """The events of `categories`, as an iterator that never ends by itself.
+
+        `since` is where to start: a datetime, epoch milliseconds (negative:
+        everything the server buffers) or "now" (events published after the first
+        poll arrives). With `last_id`, start after that event of the millisecond
+        `since`. Several categories need a server with that extension (ours).
+        Raises `InvalidRequest` for a bad argument, `ClientError` if the client is closed.
+        """
+        checked = _core.check_categories(categories)
+        since_time = _core.since_time_of(since)
+        state = StreamState(
+            self.settings, checked, since_time, _core.last_id_of(last_id, since_time)
+        )
+        private = not self._shared_connections
+        with self._lock:
+            if self._closed:
+                raise _core.closed_client()
+            http = self._new_http_client(None) if private else self._http
+            stream = EventStream(state, http, private)
+            self._streams.add(stream)
+        return stream
+
+    def publish(self, category: str, data: Any) -> Published:
+        """Publish `data` (anything JSON can encode but None) and return the acknowledgement.
+
+        Raises `InvalidRequest` for a bad argument (before sending anything),
+        `ServerError` when the server refuses, `ConnectionFailed` when there is no
+        answer and `ProtocolError` for an answer that is not the protocol's.
+        """
+        url = self.settings.publish_url
+        if url is None:
+            raise _core.no_publish_url()
+        body = _core.publish_body(category, data)
+        if self._closed:
+            raise _core.closed_client()
+        try:
+            response = self._http.post(url, content=body, headers=self.settings.publish_headers())
+        except httpx.HTTPError as exc:
+            raise _core.connection_failed(exc, url) from exc
+        return _core.published(response.status_code, response.content, response.reason_phrase)
+
+    def close(self) -> None:
+        """Stop every subscription (see `EventStream.stop()`) and close the connections."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            streams = list(self._streams)
+        for stream in streams:
+            stream.close()
+        if self._owns_http:
+            self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _new_http_client(self, transport: httpx.BaseTransport | None) -> httpx.Client:
+        if transport is not None:
+            return httpx.Client(transport=transport, timeout=_core.REQUEST_TIMEOUT_SECONDS)
+        if self._ssl_context is None:  # one for all: making one takes tens of milliseconds
+            self._ssl_context = httpx.create_ssl_context()
+        return httpx.Client(verify=self._ssl_context, timeout=_core.REQUEST_TIMEOUT_SECONDS)
+
+
+class EventStream:
+    """The events of a subscription, oldest first: `for event in stream:`.
+
+    It resumes from the last event it yielded across timeouts, failures and
+    reconnections, so no event is missed or repeated while the server still
+    buffers the position. `since_time` and `last_id` are that position: pass
+    them to `subscribe()` to continue later.
+
+    `stop()`, from any thread, ends the iteration and the poll in flight at once:
+    it shuts down the sockets of the stream's connections, which wakes the
+    blocked read. With a caller's `http_client` or `transport`, connections are
+    shared, so only a connection opened for the poll in flight is shut down; a
+    poll over a reused connection then ends with its answer. `close()` and the
+    end of a `with` block stop it too. Leaving the loop leaves no request in
+    flight; the stream's connections are closed when it is garbage-collected.
+    """
+
+    def __init__(self, state: StreamState, http: httpx.Client, private: bool) -> None:
+        self._state = state
+        self._http = http
+        self._pending: deque[ReceivedEvent] = deque()
+        self._stopped = threading.Event()
+        self._sockets = _Sockets(keep=private)
+        self._close_connections: Callable[[], object] = (
+            weakref.finalize(self, http.close) if private else _nothing
+        )
+
+    @property
+    def categories(self) -> tuple[str, ...]:
+        """The categories subscribed to."""
+        return self._state.categories
+
+    @property
+    def since_time(self) -> int | None:
+        """The position: the timestamp of the last event yielded (or of a timeout)."""
+        return self._state.since_time
+
+    @property
+    def last_id(self) -> uuid.UUID | None:
+        """The id of the last event yielded, if the position is an event."""
+        return self._state.last_id
+
+    def __iter__(self) -> EventStream:
+        return self
+
+    def __next__(self) -> ReceivedEvent:
+        try:
+            while not self._pending:
+                if self._stopped.is_set():
+                    raise StopIteration
+                wait = self._state.wait_seconds
+                if wait > 0 and self._stopped.wait(wait):
+                    continue
+                try:
+                    events = self._poll()
+                except ClientError as error:
+                    if not self._stopped.is_set():
+                        self._state.failed(error)
+                    continue
+                if self._stopped.is_set():  # stopped as the poll ended: not yielded
+                    raise StopIteration
+                self._pending.extend(events)
+        except BaseException:
+            self.stop()
+            self._close_connections()
+            raise
+        event = self._pending.popleft()
+        self._state.advance(event)
+        return event
+
+    def _poll(self) -> list[ReceivedEvent]:
+        state = self._state
+        url = state.poll_url()
+        if not self._sockets.poll_started():
+            return []  # stopped
+        try:
+            response = self._http.get(
+                url,
+                headers=state.settings.poll_headers(),
+                timeout=state.settings.poll_timeout(self._http.timeout),
+                extensions={"trace": self._sockets.trace},
+            )
+        except httpx.HTTPError as exc:
+            raise _core.connection_failed(exc, url) from exc
+        finally:
+            self._sockets.poll_ended()
+        return state.received(response.status_code, response.content, response.reason_phrase)
+
+    def stop(self) -> None:
+        """End the stream from any thread: the iteration ends, a poll in flight at once."""
+        self._stopped.set()
+        self._sockets.shut_down()
+
+    def close(self) -> None:
+        """`stop()`, and close the stream's own connections unless a poll is ending
+        on them (the iterating thread closes them then)."""
+        self._stopped.set()
+        if not self._sockets.shut_down():
+            self._close_connections()
+
+    def __enter__(self) -> EventStream:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class _Sockets:
+    """The sockets of a stream's connections, found through httpx's `trace` extension.
+
+    With `keep`, the connections are the stream's own and their sockets are kept
+    while open; otherwise only those opened during the poll in flight are known.
+    """
+
+    def __init__(self, keep: bool) -> None:
+        self._keep = keep
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._shut_down = False
+        self._polling = False
+
+    def trace(self, name: str, info: Mapping[str, Any]) -> None:
+        """httpx's trace callback: note the socket of each connection opened."""
+        if not name.endswith(".complete"):
+            return
+        get_extra_info = getattr(info.get("return_value"), "get_extra_info", None)
+        sock = get_extra_info("socket") if get_extra_info is not None else None
+        if not isinstance(sock, socket.socket):
+            return
+        with self._lock:
+            self._sockets.append(sock)
+            shut_down = self._shut_down
+        if shut_down:
+            _shut_down(sock)
+
+    def poll_started(self) -> bool:
+        """Note that a poll starts; False if the sockets are shut down (no poll then)."""
+        with self._lock:
+            if self._shut_down:
+                return False
+            self._polling = True
+            self._sockets = [sock for sock in self._sockets if sock.fileno() != -1]
+            return True
+
+    def poll_ended(self) -> None:
+        with self._lock:
+            self._polling = False
+            if not self._keep:
+                self._sockets.clear()
+
+    def shut_down(self) -> bool:
+        """Shut down every known socket, and any opened from now on.
+
+        Returns whether a poll is in flight (it will end, without a new one after it).
+        """
+        with self._lock:
+            self._shut_down = True
+            sockets = list(self._sockets)
+            polling = self._polling
+        for sock in sockets:
+            _shut_down(sock)
+        return polling
+
+
+def _shut_down(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # already closed, or never connected
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def _nothing() -> None:
+    pass
