@@ -4,6 +4,7 @@ from longpoll.addons.base import AddOn
 from longpoll.asgi import LongpollApp, PublishHandler, SubscribeHandler
 from longpoll.backends.base import Backend
 from longpoll.backends.memory import MemoryBackend
+from longpoll.browser import BrowserClientHandler
 from longpoll.errors import (
     ClientError,
     ConnectionFailed,
@@ -24,6 +25,7 @@ __all__ = [
     "AddOn",
     "Backend",
     "Batch",
+    "BrowserClientHandler",
     "ClientError",
     "ConnectionFailed",
     "Event",

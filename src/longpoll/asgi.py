@@ -9,6 +9,7 @@ import orjson
 
 from longpoll._channel import Channel
 from longpoll._http import ASGIApp, BodyError, Receive, Scope, Send, read_body
+from longpoll.browser import BrowserClientHandler
 from longpoll.errors import InvalidRequest, ManagerClosed
 from longpoll.event import check_category
 from longpoll.manager import Batch, LongpollManager
@@ -134,6 +135,8 @@ class LongpollApp:
     As the whole app of an ASGI server it starts the manager on lifespan startup
     and shuts it down on lifespan shutdown. Set a path to None to leave it out.
     `body_timeout_seconds` bounds how long a publish body may take to arrive.
+    `client_path` serves the browser client (`BrowserClientHandler`); a path ending
+    in `.js` also has its ES module form at the same path ending in `.mjs`.
     """
 
     def __init__(
@@ -143,19 +146,30 @@ class LongpollApp:
         subscribe_path: str = "/events",
         publish_path: str | None = "/publish",
         stats_path: str | None = "/stats",
+        client_path: str | None = "/longpoll.js",
         body_timeout_seconds: float = 30.0,
     ) -> None:
         self.manager = manager
         self.subscribe_path = subscribe_path
         self.publish_path = publish_path
         self.stats_path = stats_path
-        self._routes: dict[str, ASGIApp] = {subscribe_path: SubscribeHandler(manager)}
-        if publish_path is not None:
-            self._routes[publish_path] = PublishHandler(
-                manager, body_timeout_seconds=body_timeout_seconds
-            )
-        if stats_path is not None:
-            self._routes[stats_path] = self._stats
+        self.client_path = client_path
+        routes: list[tuple[str | None, ASGIApp]] = [
+            (subscribe_path, SubscribeHandler(manager)),
+            (publish_path, PublishHandler(manager, body_timeout_seconds=body_timeout_seconds)),
+            (stats_path, self._stats),
+            (client_path, BrowserClientHandler()),
+        ]
+        if client_path is not None and client_path.endswith(".js"):
+            module_path = client_path.removesuffix(".js") + ".mjs"
+            routes.append((module_path, BrowserClientHandler(module=True)))
+        self._routes: dict[str, ASGIApp] = {}
+        for path, handler in routes:
+            if path is None:
+                continue
+            if path in self._routes:
+                raise ValueError(f"two endpoints share the path {path!r}")
+            self._routes[path] = handler
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

@@ -1,0 +1,502 @@
+/*
+ * longpoll.js: the browser client of longpoll (HTTP long-poll publish/subscribe).
+ * Plain modern JavaScript: no build step, no dependencies. It speaks golongpoll's
+ * wire protocol, and newClient() takes the options of golongpoll's browser client
+ * under the same names, so a page written for that client works unchanged.
+ *
+ * Two ways to load it:
+ *
+ *   <script src="/longpoll.js"></script>           a classic script: defines the global
+ *                                                  `longpoll` (and `golongpoll` if free)
+ *   import { newClient } from "/longpoll.js";      an ES module
+ *
+ * One file cannot be both: a classic script may not contain `export`, and a module
+ * must, to export anything. This file is the classic script; the server makes the
+ * module form by appending one `export` statement to it. It serves that form at
+ * /longpoll.mjs always, and at /longpoll.js when the browser says it is loading a
+ * module script (`Sec-Fetch-Mode: cors` with `Sec-Fetch-Dest: script`; module
+ * scripts are fetched in CORS mode, classic ones in no-cors mode), with
+ * `Vary: Sec-Fetch-Mode, Sec-Fetch-Dest` so caches keep the two apart. Browsers send
+ * Sec-Fetch-* headers to https and localhost origins only: on a plain-http origin
+ * elsewhere, import from "/longpoll.mjs".
+ *
+ *   const client = longpoll.newClient({
+ *     subscribeUrl: "/events",
+ *     publishUrl: "/publish",
+ *     category: ["news", "weather"],        // one category or several
+ *     onEvent: (event) => console.log(event.category, event.data),
+ *   });
+ *   await client.publish("news", { title: "hello" });
+ *   client.stop();
+ */
+var longpoll = (function () {
+  "use strict";
+
+  // Seconds to wait for an answer beyond the poll's own timeout before giving up on it.
+  const ANSWER_MARGIN_SECONDS = 15;
+  const MAX_CATEGORY_BYTES = 1024;
+
+  const DEFAULTS = {
+    subscribeUrl: undefined,
+    publishUrl: undefined,
+    category: undefined,
+    sinceTime: undefined,
+    lastId: undefined,
+    onEvent: function () {},
+    onFailure: function () { return true; },
+    onGap: undefined,
+    pollTimeoutSeconds: 45,
+    reattemptWaitSeconds: 1,
+    maxReattemptWaitSeconds: 30,
+    successWaitSeconds: 0,
+    sucessWaitSeconds: undefined, // golongpoll's spelling of successWaitSeconds
+    basicAuthUsername: "",
+    basicAuthPassword: "",
+    extraRequestHeaders: [],
+    loggingEnabled: false,
+  };
+
+  /** A failed request: `status` is the HTTP status (0 when there was no answer). */
+  class LongpollError extends Error {
+    constructor(message, status, body) {
+      super(message);
+      this.name = "LongpollError";
+      this.status = status;
+      this.body = body;
+    }
+  }
+
+  function optionError(option, problem) {
+    const error = new TypeError(`longpoll: option '${option}' ${problem}`);
+    error.option = option;
+    return error;
+  }
+
+  function isNumber(value) {
+    return typeof value === "number" && Number.isFinite(value);
+  }
+
+  function utf8Length(text) {
+    return new TextEncoder().encode(text).length;
+  }
+
+  function categoryProblem(category) {
+    if (typeof category !== "string" || category.length === 0) {
+      return "must be a non-empty string";
+    }
+    if (utf8Length(category) > MAX_CATEGORY_BYTES) {
+      return `must be at most ${MAX_CATEGORY_BYTES} bytes of UTF-8`;
+    }
+    return null;
+  }
+
+  function baseUrl() {
+    return globalThis.document ? document.baseURI : globalThis.location && location.href;
+  }
+
+  function checkUrl(option, value, required) {
+    if (value === undefined || value === null || value === "") {
+      if (required) throw optionError(option, "is required");
+      return null;
+    }
+    if (typeof value !== "string" && !(value instanceof URL)) {
+      throw optionError(option, "must be a URL string");
+    }
+    try {
+      return new URL(value, baseUrl()).href;
+    } catch (error) {
+      throw optionError(option, `is not a valid URL: ${value}`);
+    }
+  }
+
+  function checkOptions(options) {
+    if (options === null || typeof options !== "object") {
+      throw new TypeError("longpoll: newClient() takes an object of options");
+    }
+    for (const name of Object.keys(options)) {
+      if (!Object.prototype.hasOwnProperty.call(DEFAULTS, name)) {
+        throw optionError(name, "is not a known option");
+      }
+    }
+    const given = (name) => options[name] !== undefined;
+    const config = {};
+    for (const name of Object.keys(DEFAULTS)) {
+      config[name] = given(name) ? options[name] : DEFAULTS[name];
+    }
+
+    config.subscribeUrl = checkUrl("subscribeUrl", config.subscribeUrl, true);
+    config.publishUrl = checkUrl("publishUrl", config.publishUrl, false);
+
+    const categories = Array.isArray(config.category) ? config.category : [config.category];
+    if (config.category === undefined || categories.length === 0) {
+      throw optionError("category", "is required: a string, or an array of strings");
+    }
+    for (const category of categories) {
+      const problem = categoryProblem(category);
+      if (problem) throw optionError("category", problem);
+    }
+    config.categories = categories.slice();
+
+    if (config.sinceTime === null) config.sinceTime = undefined;
+    if (config.sinceTime instanceof Date) config.sinceTime = config.sinceTime.getTime();
+    if (config.sinceTime !== undefined && !Number.isSafeInteger(config.sinceTime)) {
+      throw optionError("sinceTime", "must be an integer of epoch milliseconds (or a Date)");
+    }
+    if (config.lastId === null || config.lastId === "") config.lastId = undefined;
+    if (config.lastId !== undefined) {
+      if (typeof config.lastId !== "string") throw optionError("lastId", "must be a string");
+      if (config.sinceTime === undefined) throw optionError("lastId", "needs sinceTime");
+    }
+
+    for (const name of ["onEvent", "onFailure", "onGap"]) {
+      if (config[name] !== undefined && typeof config[name] !== "function") {
+        throw optionError(name, "must be a function");
+      }
+    }
+
+    if (!Number.isSafeInteger(config.pollTimeoutSeconds) || config.pollTimeoutSeconds < 1) {
+      throw optionError("pollTimeoutSeconds", "must be a whole number of seconds, at least 1");
+    }
+    if (!isNumber(config.reattemptWaitSeconds) || config.reattemptWaitSeconds <= 0) {
+      throw optionError("reattemptWaitSeconds", "must be a number of seconds above 0");
+    }
+    if (!given("maxReattemptWaitSeconds")) {
+      config.maxReattemptWaitSeconds = Math.max(
+        DEFAULTS.maxReattemptWaitSeconds,
+        config.reattemptWaitSeconds,
+      );
+    }
+    if (
+      !isNumber(config.maxReattemptWaitSeconds) ||
+      config.maxReattemptWaitSeconds < config.reattemptWaitSeconds
+    ) {
+      throw optionError("maxReattemptWaitSeconds", "must be a number, at least reattemptWaitSeconds");
+    }
+    if (given("sucessWaitSeconds")) {
+      if (given("successWaitSeconds") && options.successWaitSeconds !== options.sucessWaitSeconds) {
+        throw optionError("sucessWaitSeconds", "contradicts successWaitSeconds (give one of them)");
+      }
+      config.successWaitSeconds = config.sucessWaitSeconds;
+    }
+    delete config.sucessWaitSeconds;
+    if (!isNumber(config.successWaitSeconds) || config.successWaitSeconds < 0) {
+      throw optionError("successWaitSeconds", "must be a number of seconds, at least 0");
+    }
+
+    for (const name of ["basicAuthUsername", "basicAuthPassword"]) {
+      if (config[name] === null) config[name] = "";
+      if (typeof config[name] !== "string") throw optionError(name, "must be a string");
+    }
+    if ((config.basicAuthUsername === "") !== (config.basicAuthPassword === "")) {
+      const missing = config.basicAuthUsername === "" ? "basicAuthUsername" : "basicAuthPassword";
+      throw optionError(missing, "is needed too: give both basicAuthUsername and basicAuthPassword");
+    }
+
+    if (!Array.isArray(config.extraRequestHeaders)) {
+      throw optionError("extraRequestHeaders", "must be an array of {key, value} objects");
+    }
+    for (const header of config.extraRequestHeaders) {
+      const valid =
+        header !== null &&
+        typeof header === "object" &&
+        typeof header.key === "string" &&
+        typeof header.value === "string";
+      if (!valid) throw optionError("extraRequestHeaders", "must be an array of {key, value} objects");
+      try {
+        new Headers([[header.key, header.value]]);
+      } catch (error) {
+        throw optionError("extraRequestHeaders", `has a header that cannot be sent: ${header.key}`);
+      }
+    }
+    config.extraRequestHeaders = config.extraRequestHeaders.map(({ key, value }) => ({ key, value }));
+
+    if (typeof config.loggingEnabled !== "boolean") {
+      throw optionError("loggingEnabled", "must be true or false");
+    }
+    return config;
+  }
+
+  function basicAuthorization(username, password) {
+    const bytes = new TextEncoder().encode(`${username}:${password}`);
+    let binary = "";
+    for (const byte of bytes) binary += String.fromCharCode(byte);
+    return "Basic " + btoa(binary);
+  }
+
+  // Reports an exception thrown by a callback without stopping the client.
+  function report(error) {
+    if (typeof globalThis.reportError === "function") {
+      globalThis.reportError(error);
+    } else {
+      console.error(error);
+    }
+  }
+
+  // The server's own message from an error answer, or a description of the answer.
+  function failureMessage(what, status, text) {
+    try {
+      const body = JSON.parse(text);
+      if (body && typeof body.error === "string") return body.error;
+    } catch (error) {
+      // not JSON: described below
+    }
+    return `${what} failed, response status: ${status}`;
+  }
+
+  class Client {
+    constructor(config) {
+      Object.assign(this, config);
+      this.running = true;
+      this._controller = null;
+      this._wake = null;
+    }
+
+    /** Stop polling: the request in flight is aborted at once, and no callback follows. */
+    stop() {
+      if (!this.running) return;
+      this.log("stopping");
+      this.running = false;
+      if (this._controller) this._controller.abort();
+      if (this._wake) this._wake();
+    }
+
+    log(message) {
+      if (this.loggingEnabled) {
+        console.log(`longpoll client[${this.categories.join(", ")}]: ${message}`);
+      }
+    }
+
+    /**
+     * Publish `data` (any JSON value but null) on `category`. Returns a Promise of
+     * the server's answer ({success, id, timestamp}) that rejects with a
+     * LongpollError. golongpoll's callbacks work too: onSuccess(answer) and
+     * onFail(status, responseText, error), status 0 when there was no answer.
+     */
+    publish(category, data, onSuccess, onFail) {
+      if (!this.publishUrl) {
+        throw optionError("publishUrl", "is required to publish");
+      }
+      const problem = categoryProblem(category);
+      if (problem) throw new TypeError(`longpoll: publish(): category ${problem}`);
+      if (data === undefined || data === null) {
+        throw new TypeError("longpoll: publish(): data must not be null or undefined");
+      }
+      for (const [name, callback] of [["onSuccess", onSuccess], ["onFail", onFail]]) {
+        if (callback !== undefined && callback !== null && typeof callback !== "function") {
+          throw new TypeError(`longpoll: publish(): ${name} must be a function`);
+        }
+      }
+      const body = JSON.stringify({ category: category, data: data });
+      const sent = this._publish(body);
+      if (onSuccess || onFail) {
+        // A rejection is handled only when onFail is given; otherwise it stays visible.
+        sent.then(
+          onSuccess ? (answer) => onSuccess(answer) : undefined,
+          onFail ? (error) => onFail(error.status, error.body, error) : undefined,
+        );
+      }
+      return sent;
+    }
+
+    async _publish(body) {
+      const headers = this._headers();
+      headers.set("Content-Type", "application/json");
+      let response;
+      let text;
+      try {
+        response = await fetch(this.publishUrl, { method: "POST", headers, body, cache: "no-store" });
+        text = await response.text();
+      } catch (error) {
+        this.log(`publish failed: ${error.message}`);
+        throw new LongpollError(`publish failed: ${error.message}`, 0, "");
+      }
+      let answer = null;
+      try {
+        answer = JSON.parse(text);
+      } catch (error) {
+        // handled below
+      }
+      if (response.ok && answer && answer.success === true) {
+        return answer;
+      }
+      const message = failureMessage("publish", response.status, text);
+      this.log(`publish failed: ${message}`);
+      throw new LongpollError(message, response.status, text);
+    }
+
+    _headers() {
+      const headers = new Headers();
+      if (this.basicAuthUsername) {
+        headers.set("Authorization", basicAuthorization(this.basicAuthUsername, this.basicAuthPassword));
+      }
+      for (const { key, value } of this.extraRequestHeaders) {
+        headers.set(key, value);
+      }
+      return headers;
+    }
+
+    _pollUrl() {
+      const url = new URL(this.subscribeUrl);
+      for (const category of this.categories) url.searchParams.append("category", category);
+      url.searchParams.set("timeout", String(this.pollTimeoutSeconds));
+      if (this.sinceTime !== undefined) {
+        url.searchParams.set("since_time", String(this.sinceTime));
+        if (this.lastId !== undefined) url.searchParams.set("last_id", this.lastId);
+      }
+      return url.href;
+    }
+
+    _sleep(seconds) {
+      return new Promise((resolve) => {
+        const done = () => {
+          clearTimeout(timer);
+          this._wake = null;
+          resolve();
+        };
+        const timer = setTimeout(done, seconds * 1000);
+        this._wake = done;
+      });
+    }
+
+    // Waits after `failures` failures in a row: doubling from reattemptWaitSeconds up
+    // to maxReattemptWaitSeconds, each cut by a random 0 to 50% so that the clients
+    // of a restarted server do not all come back at the same moment.
+    _reattemptWait(failures) {
+      const doubled = this.reattemptWaitSeconds * 2 ** Math.min(failures - 1, 30);
+      return Math.min(doubled, this.maxReattemptWaitSeconds) * (1 - Math.random() * 0.5);
+    }
+
+    async _run() {
+      let failures = 0;
+      while (this.running) {
+        let outcome;
+        try {
+          outcome = await this._poll();
+        } catch (error) {
+          if (!this.running) return;
+          if (!(error instanceof LongpollError)) throw error;
+          failures += 1;
+          this.log(`poll failed: ${error.message}`);
+          let again = true;
+          try {
+            again = this.onFailure(error.message, error.status);
+          } catch (thrown) {
+            report(thrown);
+          }
+          if (!this.running) return;
+          if (!again) {
+            // As golongpoll: any false-like answer stops the client.
+            this.log("onFailure returned false: stopping");
+            this.running = false;
+            return;
+          }
+          await this._sleep(this._reattemptWait(failures));
+          continue;
+        }
+        failures = 0;
+        if (outcome === "events" && this.successWaitSeconds > 0 && this.running) {
+          await this._sleep(this.successWaitSeconds);
+        }
+      }
+    }
+
+    // One poll: delivers what it brings and returns "events", "timeout" or "stopped",
+    // or throws a LongpollError.
+    async _poll() {
+      const controller = new AbortController();
+      let late = false;
+      const deadline = setTimeout(() => {
+        late = true;
+        controller.abort();
+      }, (this.pollTimeoutSeconds + ANSWER_MARGIN_SECONDS) * 1000);
+      this._controller = controller;
+      let response;
+      let text;
+      try {
+        response = await fetch(this._pollUrl(), {
+          headers: this._headers(),
+          signal: controller.signal,
+          cache: "no-store",
+        });
+        text = await response.text();
+      } catch (error) {
+        if (!this.running) return "stopped";
+        const reason = late ? "no answer before the poll timeout" : error.message;
+        throw new LongpollError(`request failed: ${reason}`, 0, "");
+      } finally {
+        clearTimeout(deadline);
+        this._controller = null;
+      }
+      if (!this.running) return "stopped";
+
+      let answer = null;
+      try {
+        answer = JSON.parse(text);
+      } catch (error) {
+        // handled below
+      }
+      const ok = response.status === 200 && answer !== null && typeof answer === "object";
+      if (ok && Array.isArray(answer.events) && answer.events.length > 0) {
+        this._gap(answer);
+        for (const event of answer.events) {
+          // Resume after this event: no gap and no duplicate on the next poll.
+          this.sinceTime = event.timestamp;
+          this.lastId = event.id;
+          try {
+            this.onEvent(event);
+          } catch (error) {
+            report(error);
+          }
+          if (!this.running) return "stopped";
+        }
+        return "events";
+      }
+      if (ok && answer.timeout !== undefined) {
+        this._gap(answer);
+        // Nothing published after the answer was made is older than its timestamp.
+        if (Number.isSafeInteger(answer.timestamp)) {
+          this.sinceTime = answer.timestamp;
+          this.lastId = undefined;
+        }
+        this.log("no events before the timeout: polling again");
+        return "timeout";
+      }
+      if (response.status === 200 && !(answer && typeof answer.error === "string")) {
+        throw new LongpollError(`unexpected response: ${text.slice(0, 200)}`, 200, text);
+      }
+      throw new LongpollError(failureMessage("request", response.status, text), response.status, text);
+    }
+
+    // The server dropped events after our position before we could get them.
+    _gap(answer) {
+      if (answer.missed !== true) return;
+      this.log("events were missed: the position fell out of the server's buffer");
+      if (this.onGap) {
+        try {
+          this.onGap({ sinceTime: this.sinceTime, lastId: this.lastId });
+        } catch (error) {
+          report(error);
+        }
+      }
+    }
+  }
+
+  /**
+   * Start a client that long-polls `subscribeUrl` for the events of `category` (a
+   * string or an array of strings) and calls onEvent(event) for each, oldest first.
+   * Throws a TypeError naming the option when an option is invalid.
+   */
+  function newClient(options) {
+    const client = new Client(checkOptions(options));
+    client._run().catch(report);
+    return client;
+  }
+
+  return Object.freeze({ newClient: newClient, LongpollError: LongpollError });
+})();
+
+// A classic script's top-level `this` is the global object, a module's is undefined:
+// only the classic form offers the golongpoll name, and only when it is free.
+if (this !== undefined && typeof globalThis.golongpoll === "undefined") {
+  globalThis.golongpoll = longpoll;
+}
