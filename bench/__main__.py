@@ -1,4 +1,4 @@
-"""Command line: ``python -m bench {fanout,idle-memory} [options]``."""
+"""Command line: ``python -m bench {fanout,idle-memory,publish,publish-persist} [options]``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import signal
 import sys
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
@@ -13,6 +14,7 @@ from bench.fanout import run_fanout
 from bench.memory import run_idle_memory
 from bench.options import RunOptions
 from bench.pool import WorkerError
+from bench.publish_cli import add_publish_parsers, main_publish
 from bench.report import fanout_table, memory_table, write_json
 from bench.system import parse_cores, pin, raise_fd_limit
 from bench.target import TargetError, parse_target
@@ -67,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     memory.add_argument("--waiters", type=int, default=10000, help="waiting subscribers")
     memory.add_argument("--warmup", type=int, default=100, help="warm-up round size (0: none)")
     memory.add_argument("--hold", type=float, default=1.0, help="seconds to hold before RSS")
+    add_publish_parsers(scenarios)
     return parser
 
 
@@ -105,6 +108,8 @@ def _on_alarm(signum: int, frame: FrameType | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run one scenario; exit status 1 if any subscriber missed its event, 2 on failure."""
     args = build_parser().parse_args(argv)
+    if args.scenario in ("publish", "publish-persist"):
+        return _bounded(main_publish, args)
     try:
         opts = options_from(args)
     except (TargetError, ValueError) as exc:
@@ -127,6 +132,22 @@ def main(argv: list[str] | None = None) -> int:
             write_json(args.json, "idle-memory", vars(args), memory)
         return 1 if memory.errors or memory.sent < memory.waiters else 0
     except (WorkerError, RunTimeout, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    finally:
+        signal.alarm(0)
+
+
+def _bounded(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run a publish scenario under --max-seconds; exit status 2 when the run fails."""
+    signal.signal(signal.SIGALRM, _on_alarm)
+    signal.alarm(max(1, int(args.max_seconds)))
+    try:
+        return run(args)
+    except (RunTimeout, ValueError, RuntimeError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -54,7 +54,8 @@ def test_help_explains_every_flag() -> None:
         (["--ttl", "-1"], "event_ttl_seconds must be a positive finite number"),
         (["--max-timeout", "0"], "max_longpoll_timeout_seconds"),
         (["--subscribe-path", "events"], "--subscribe-path must start with '/'"),
-        (["--publish-path", "/events"], "must differ"),
+        (["--publish-path", "/events"], "two endpoints share the path '/events'"),
+        (["--subscribe-path", "/stats"], "two endpoints share the path '/stats'"),
         (["--no-such-flag"], "unrecognized arguments"),
     ],
 )

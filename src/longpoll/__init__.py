@@ -1,6 +1,7 @@
 """Web publish/subscribe over HTTP long polling, wire-compatible with golongpoll."""
 
 from longpoll.addons.base import AddOn
+from longpoll.addons.file import FilePersistor
 from longpoll.asgi import LongpollApp, PublishHandler, SubscribeHandler
 from longpoll.backends.base import Backend
 from longpoll.backends.memory import MemoryBackend
@@ -11,6 +12,7 @@ from longpoll.errors import (
     InvalidRequest,
     LongpollError,
     ManagerClosed,
+    PersistenceFailed,
     ProtocolError,
     ServerError,
 )
@@ -29,6 +31,7 @@ __all__ = [
     "ClientError",
     "ConnectionFailed",
     "Event",
+    "FilePersistor",
     "InvalidRequest",
     "LongpollApp",
     "LongpollError",
@@ -37,6 +40,7 @@ __all__ = [
     "ManagerStats",
     "MemoryBackend",
     "Options",
+    "PersistenceFailed",
     "ProtocolError",
     "PublishHandler",
     "ServerError",

@@ -10,7 +10,7 @@ import orjson
 from longpoll._channel import Channel
 from longpoll._http import ASGIApp, BodyError, Receive, Scope, Send, read_body
 from longpoll.browser import BrowserClientHandler
-from longpoll.errors import InvalidRequest, ManagerClosed
+from longpoll.errors import InvalidRequest, ManagerClosed, PersistenceFailed
 from longpoll.event import check_category
 from longpoll.manager import Batch, LongpollManager
 from longpoll.subscription import parse_subscription
@@ -105,6 +105,9 @@ class PublishHandler:
             return
         except ManagerClosed:
             await channel.send_error(503, _SHUTTING_DOWN)
+            return
+        except PersistenceFailed as exc:
+            await channel.send_error(500, str(exc))
             return
         response = {"success": True, "id": str(event.id), "timestamp": event.timestamp}
         await channel.send_json(200, orjson.dumps(response))

@@ -16,6 +16,7 @@ from longpoll.errors import InvalidRequest, LongpollError
 from longpoll.options import Options
 
 if TYPE_CHECKING:
+    from longpoll.addons.base import AddOn
     from longpoll.client import Client, Since
 
 _DEFAULTS = Options()
@@ -80,6 +81,29 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=_DEFAULTS.max_categories_per_request,
         help="most categories one subscribe request may name",
+    )
+    serve.add_argument(
+        "--persist",
+        metavar="FILE",
+        help="keep events in FILE, one JSON event a line as golongpoll's file add-on "
+        "writes them, and load them back on start",
+    )
+    serve.add_argument(
+        "--fsync",
+        action="store_true",
+        help="with --persist: acknowledge a publish only once its event is on disk",
+    )
+    serve.add_argument(
+        "--flush-period",
+        type=float,
+        default=argparse.SUPPRESS,
+        metavar="S",
+        help="with --persist: write new events to FILE at least every S seconds (default: 1)",
+    )
+    serve.add_argument(
+        "--compact",
+        action="store_true",
+        help="with --persist: on start, rewrite FILE with only the events still kept",
     )
     serve.add_argument(
         "--log-level",
@@ -159,6 +183,11 @@ def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from longpoll.manager import LongpollManager
     from longpoll.server import bind_socket, serve
 
+    addon = _persistor(parser, args)
+    paths = {"--subscribe-path": args.subscribe_path, "--publish-path": args.publish_path}
+    for flag, path in paths.items():
+        if not path.startswith("/"):
+            parser.error(f"{flag} must start with '/'")
     try:
         options = Options(
             max_longpoll_timeout_seconds=args.max_timeout,
@@ -167,15 +196,15 @@ def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             delete_event_after_first_retrieval=args.delete_after_first,
             max_publish_body_bytes=args.max_body,
             max_categories_per_request=args.max_categories,
+            addon=addon,
+        )
+        app = LongpollApp(
+            LongpollManager(options),
+            subscribe_path=args.subscribe_path,
+            publish_path=args.publish_path,
         )
     except ValueError as exc:
         parser.error(str(exc))
-    paths = {"--subscribe-path": args.subscribe_path, "--publish-path": args.publish_path}
-    for flag, path in paths.items():
-        if not path.startswith("/"):
-            parser.error(f"{flag} must start with '/'")
-    if args.subscribe_path == args.publish_path:
-        parser.error("--subscribe-path and --publish-path must differ")
 
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -186,11 +215,6 @@ def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         reason = exc.strerror or exc
         print(f"longpoll: cannot listen on {args.host}:{args.port}: {reason}", file=sys.stderr)
         return 1
-    app = LongpollApp(
-        LongpollManager(options),
-        subscribe_path=args.subscribe_path,
-        publish_path=args.publish_path,
-    )
     try:
         import uvloop
 
@@ -200,6 +224,29 @@ def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     finally:
         sock.close()
     return 0
+
+
+def _persistor(parser: argparse.ArgumentParser, args: argparse.Namespace) -> AddOn | None:
+    """The FilePersistor that --persist asks for, or None."""
+    if args.persist is None:
+        for flag, value in (("--fsync", args.fsync), ("--compact", args.compact)):
+            if value:
+                parser.error(f"{flag} needs --persist")
+        if "flush_period" in args:
+            parser.error("--flush-period needs --persist")
+        return None
+    from longpoll.addons.file import FilePersistor
+
+    try:
+        return FilePersistor(
+            args.persist,
+            flush_period_seconds=getattr(args, "flush_period", 1.0),
+            fsync=args.fsync,
+            compact=args.compact,
+        )
+    except ValueError as exc:
+        message = str(exc).replace("flush_period_seconds", "--flush-period")
+        parser.error(message.replace("path", "--persist", 1))
 
 
 def _run_client(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:

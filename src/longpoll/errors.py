@@ -13,6 +13,13 @@ class ManagerClosed(LongpollError, RuntimeError):
     """The manager is not running: it was never started, or it is shutting down."""
 
 
+class PersistenceFailed(LongpollError):
+    """An add-on could not make a published event durable, so it was not acknowledged.
+
+    The event is buffered all the same and may have reached subscribers.
+    """
+
+
 class ClientError(LongpollError):
     """A request of the Python client (`longpoll.client`) failed; see the subclasses."""
 

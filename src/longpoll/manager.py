@@ -12,7 +12,7 @@ from typing import Any
 
 from longpoll.backends.base import Backend
 from longpoll.backends.memory import MemoryBackend
-from longpoll.errors import ManagerClosed
+from longpoll.errors import ManagerClosed, PersistenceFailed
 from longpoll.event import Event, check_category, encode_data
 from longpoll.options import Options
 from longpoll.subscription import Subscription
@@ -136,6 +136,7 @@ class LongpollManager:
         addon = self.options.addon
         if addon is None:
             return
+        addon.on_attach(self.options)
         events = addon.on_start()
         if isinstance(events, AsyncIterable):
             async for event in events:
@@ -160,7 +161,9 @@ class LongpollManager:
         """Publish `data` (anything JSON can encode, but None) on `category`.
 
         Raises `InvalidRequest` before storing anything if an argument is bad, and
-        `ManagerClosed` when the manager is not running.
+        `ManagerClosed` when the manager is not running. With an add-on that makes
+        events durable (`FilePersistor(fsync=True)`), returns once the event is on
+        disk, and raises `PersistenceFailed` if it could not be.
         """
         check_category(category)
         return await self._store(category, data, encode_data(data))
@@ -183,9 +186,19 @@ class LongpollManager:
         addon = self.options.addon
         if addon is not None:
             try:
-                addon.on_publish(event)
+                durable = addon.on_publish(event)
             except Exception:
                 logger.exception("add-on failed in on_publish")
+            else:
+                # An add-on that returns an awaitable (FilePersistor with fsync) holds
+                # the acknowledgement until the event is safe with it.
+                if durable is not None:
+                    try:
+                        await durable
+                    except Exception as exc:
+                        logger.exception("add-on could not persist event %s", event.id)
+                        message = f"event {event.id} could not be persisted: {exc}"
+                        raise PersistenceFailed(message) from exc
         return event
 
     async def wait_for_events(
@@ -228,6 +241,12 @@ class LongpollManager:
         """Record that `batch` reached its subscriber (deletes it if so configured)."""
         if self.options.delete_event_after_first_retrieval and batch.events:
             await self._backend.remove(batch.events)
+            addon = self.options.addon
+            if addon is not None:
+                try:
+                    addon.on_delete(batch.events)
+                except Exception:
+                    logger.exception("add-on failed in on_delete")
 
     async def subscribe(self, subscription: Subscription) -> Batch:
         """Wait for events like `wait_for_events`, treating them as retrieved on return."""

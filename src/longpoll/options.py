@@ -26,7 +26,7 @@ class Options:
     delete_event_after_first_retrieval: bool = False
     """Remove an event once a subscriber has received it."""
     addon: AddOn | None = None
-    """Hooks called on start, publish and shutdown (see `longpoll.addons`)."""
+    """Hooks called on start, publish, delete and shutdown (see `longpoll.addons`)."""
     max_publish_body_bytes: int = 1024 * 1024
     """Largest publish request body accepted over HTTP (413 above it)."""
     max_categories_per_request: int = 16

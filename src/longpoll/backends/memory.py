@@ -101,13 +101,16 @@ class MemoryBackend(Backend):
     async def load(self, event: Event) -> None:
         if event.timestamp < self._last_timestamp:
             raise ValueError(
-                f"event {event.id} (timestamp {event.timestamp}) is older than the event "
-                f"loaded before it ({self._last_timestamp}): events must be loaded oldest first"
+                f"event {event.id} of category {event.category!r} (timestamp "
+                f"{event.timestamp}) is older than the event loaded before it (timestamp "
+                f"{self._last_timestamp}): events must be loaded oldest first"
             )
+        # Even an expired event moves the clock on, so that new events never get an
+        # older timestamp than one already stored by an add-on.
+        self._last_timestamp = event.timestamp
         now = self._clock()
         if self._is_expired(event, now):
             return
-        self._last_timestamp = event.timestamp
         self._sequence += 1
         self._store(dataclasses.replace(event, sequence=self._sequence), now)
 

@@ -1,0 +1,209 @@
+"""Publish throughput of `longpoll serve` with file persistence off, on, and with fsync.
+
+Starts a fresh `longpoll serve` for each variant (pinned to one core, as
+`taskset -c CORE` would), runs the publish scenario against it, stops it; variants
+take turns for each round, so drift over the run spreads over all of them. Ratios
+are to the persistence-off median of the same run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.publish import PublishReport, publish_line, publish_notes, run_publish
+from bench.target import parse_target
+
+VARIANTS: dict[str, list[str]] = {
+    "off": [],
+    "persist": ["--persist", "{file}"],
+    "persist+fsync": ["--persist", "{file}", "--fsync"],
+}
+_LISTENING = re.compile(r"listening on (http://\S+)")
+
+
+@dataclass
+class ServedVariant:
+    """A running `longpoll serve` for one variant."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    command: list[str]
+
+
+@contextlib.contextmanager
+def serve_variant(flags: list[str], core: int, log: Path) -> Iterator[ServedVariant]:
+    """`longpoll serve --port 0 FLAGS` pinned to `core`; stopped with SIGTERM at the end."""
+    command = [sys.executable, "-m", "longpoll.cli", "serve", "--port", "0", *flags]
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=lambda: os.sched_setaffinity(0, {core}),
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            match = _LISTENING.search(log.read_text(errors="replace"))
+            if match:
+                break
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("longpoll serve did not start:\n" + log.read_text())
+            time.sleep(0.05)
+        yield ServedVariant(process, match.group(1), ["taskset", "-c", str(core), *command])
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@dataclass
+class PersistReport:
+    """Every run of every variant, and the medians."""
+
+    rounds: int
+    runs: dict[str, list[PublishReport]] = field(default_factory=dict)
+    commands: dict[str, str] = field(default_factory=dict)
+    file_bytes: dict[str, int] = field(default_factory=dict)
+
+    def median(self, variant: str, busy: bool = False) -> float | None:
+        """Median publishes per second of `variant` over the rounds.
+
+        `busy`: only over runs whose server had its core to itself (see BUSY).
+        """
+        rates = [r.requests_per_s for r in self.runs[variant] if not busy or _had_core(r)]
+        return statistics.median(rates) if rates else None
+
+    def median_server_us(self, variant: str) -> float | None:
+        """Median server CPU per publish of `variant`, in microseconds, if measured."""
+        costs = [r.server_us_per_publish for r in self.runs[variant]]
+        known = [c for c in costs if c is not None]
+        return statistics.median(known) if known else None
+
+    @property
+    def failed(self) -> bool:
+        """True when any run had errors."""
+        return any(r.failed for runs in self.runs.values() for r in runs)
+
+
+BUSY = 0.9  # server CPU share of its core above which a run counts as uncontended
+
+
+def _had_core(run: PublishReport) -> bool:
+    return run.server_cpu_share is not None and run.server_cpu_share >= BUSY
+
+
+def run_persist(
+    *,
+    server_core: int,
+    cores: tuple[int, ...] | None,
+    procs: int,
+    connections: int,
+    warmup_s: float,
+    duration_s: float,
+    rounds: int,
+    max_requests: int,
+    payload_bytes: int,
+    directory: Path | None,
+    flush_period: float | None,
+) -> PersistReport:
+    """Run each variant `rounds` times, taking turns; return every result."""
+    report = PersistReport(rounds=rounds)
+    workdir = Path(tempfile.mkdtemp(prefix="longpoll-bench-", dir=directory))
+    try:
+        for number in range(rounds):
+            for name, template in VARIANTS.items():
+                data_file = workdir / f"{name}-{number}.jsonl"
+                flags = [flag.replace("{file}", str(data_file)) for flag in template]
+                if flush_period is not None and template:
+                    flags += ["--flush-period", str(flush_period)]
+                with serve_variant(flags, server_core, workdir / "serve.log") as served:
+                    result = run_publish(
+                        parse_target(served.url),
+                        "/publish",
+                        f"bench-{name}",
+                        connections=connections,
+                        procs=procs,
+                        cores=cores,
+                        warmup_s=warmup_s,
+                        duration_s=duration_s,
+                        max_requests=max_requests,
+                        payload_bytes=payload_bytes,
+                        server_pid=served.process.pid,
+                    )
+                report.runs.setdefault(name, []).append(result)
+                report.commands[name] = " ".join(served.command)
+                if data_file.exists():
+                    report.file_bytes[name] = data_file.stat().st_size
+                    data_file.unlink()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return report
+
+
+def persist_table(report: PersistReport, connections: int) -> str:
+    """Every run, then the medians with their ratio to persistence off."""
+    baseline = report.median("off")
+    lines = [
+        f"publish with persistence: {connections} connections, {report.rounds} round(s) "
+        "per variant, taking turns",
+        "",
+        "server commands (port chosen by the server):",
+        *(f"  {name}: {command}" for name, command in report.commands.items()),
+        "",
+        PUBLISH_HEADER_WITH_ROUND,
+    ]
+    for name, runs in report.runs.items():
+        for number, run in enumerate(runs, 1):
+            lines.append(publish_line(f"{name} #{number}", run, baseline))
+    lines += ["", "medians over the rounds (ratio: to persistence off):"]
+    cost_baseline = report.median_server_us("off")
+    for name in report.runs:
+        median = report.median(name)
+        cost = report.median_server_us(name)
+        text = f"  {name:<14} {_rate(median, baseline)}"
+        if cost is not None:
+            text += f"   server {cost:.1f} us CPU per publish"
+            if cost_baseline:
+                text += f" (ratio {cost / cost_baseline:.2f})"
+        lines.append(text)
+    busy_baseline = report.median("off", busy=True)
+    lines += ["", f"medians over the runs whose server used >= {BUSY:.0%} of its core:"]
+    for name, runs in report.runs.items():
+        kept = sum(1 for r in runs if _had_core(r))
+        lines.append(
+            f"  {name:<14} {_rate(report.median(name, busy=True), busy_baseline)}"
+            f"   ({kept} of {len(runs)} runs)"
+        )
+    lines += ["", *publish_notes()]
+    return "\n".join(lines)
+
+
+PUBLISH_HEADER_WITH_ROUND = (
+    f"{'variant':<14} {'req/s':>9} {'ratio':>6} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} "
+    f"{'srv CPU':>7} {'srv us/pub':>10} {'gen CPU':>7}  errors"
+)
+
+
+def _rate(rate: float | None, baseline: float | None) -> str:
+    if rate is None:
+        return f"{'-':>9} req/s"
+    text = f"{rate:>9.0f} req/s"
+    return text + f" (ratio {rate / baseline:.2f})" if baseline else text
