@@ -17,7 +17,9 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from longpoll._channel import HOOKS_EXTENSION, ServerHooks
+from longpoll._http import ASGIApp
 from longpoll.asgi import LongpollApp
+from longpoll.manager import LongpollManager
 
 logger = logging.getLogger("longpoll")
 
@@ -111,9 +113,10 @@ class LongpollHttpProtocol(HttpToolsProtocol):
 class _Server(uvicorn.Server):
     """uvicorn's server, answering waiting subscribers as soon as a stop is asked for."""
 
-    def __init__(self, config: uvicorn.Config, app: LongpollApp) -> None:
+    def __init__(self, config: uvicorn.Config, manager: LongpollManager, endpoints: str) -> None:
         super().__init__(config)
-        self._app = app
+        self._manager = manager
+        self._endpoints = endpoints
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -132,19 +135,13 @@ class _Server(uvicorn.Server):
         if self.started and sockets:
             host, port = sockets[0].getsockname()[:2]
             shown_host = f"[{host}]" if ":" in host else host
-            logger.info(
-                "longpoll listening on http://%s:%d (subscribe %s, publish %s)",
-                shown_host,
-                port,
-                self._app.subscribe_path,
-                self._app.publish_path or "off",
-            )
+            logger.info("longpoll listening on http://%s:%d%s", shown_host, port, self._endpoints)
 
     def _stop(self) -> None:
         if self.should_exit:
             self.force_exit = True
         self.should_exit = True
-        self._app.manager.begin_shutdown()
+        self._manager.begin_shutdown()
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -162,8 +159,26 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def serve(app: LongpollApp, sock: socket.socket, *, log_level: str = "info") -> None:
-    """Serve `app` on the listening socket `sock` until SIGINT or SIGTERM."""
+async def serve(
+    app: LongpollApp | ASGIApp,
+    sock: socket.socket,
+    *,
+    manager: LongpollManager | None = None,
+    log_level: str = "info",
+) -> None:
+    """Serve `app` on the listening socket `sock` until SIGINT or SIGTERM.
+
+    `app` may be any ASGI app; `manager` is the one its handlers use (a
+    `LongpollApp` brings its own). On a stop, the manager answers its waiting
+    subscribers at once, so that their connections do not hold up the shutdown.
+    """
+    endpoints = ""
+    if isinstance(app, LongpollApp):
+        manager = app.manager
+        publish = app.publish_path or "off"
+        endpoints = f" (subscribe {app.subscribe_path}, publish {publish})"
+    if manager is None:
+        raise ValueError("serve() needs the manager of an app that is not a LongpollApp")
     config = uvicorn.Config(
         app,
         http=LongpollHttpProtocol,
@@ -178,7 +193,7 @@ async def serve(app: LongpollApp, sock: socket.socket, *, log_level: str = "info
         timeout_keep_alive=120,
         backlog=4096,
     )
-    server = _Server(config, app)
+    server = _Server(config, manager, endpoints)
     # Long-lived waiters make the cyclic collector's full passes slow; move what
     # start-up allocated out of its reach and make it run less often.
     gc.collect()
