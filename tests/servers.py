@@ -99,6 +99,45 @@ async def serve_app(
         sock.close()
 
 
+@contextlib.asynccontextmanager
+async def serve_until_crash(
+    app: Callable[..., Awaitable[None]], port: int = 0
+) -> AsyncIterator[str]:
+    """Serve `app` on `port` (0: a free one) and yield its URL; on exit, die.
+
+    The app's lifespan is not run, so its manager outlives the server and a new
+    server can take the same port. Leaving the block acts like a killed server:
+    it stops listening, then cuts every connection, waiting polls included (in
+    that order, or a client's retry could get in and wait).
+    """
+    sock = bind_socket("127.0.0.1", port)
+    config = uvicorn.Config(
+        app,
+        http=LongpollHttpProtocol,
+        loop="none",
+        lifespan="off",
+        access_log=False,
+        log_config=None,
+        log_level="warning",
+    )
+    server = _TestServer(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.005)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        for listener in server.servers:
+            listener.close()
+        for connection in list(server.server_state.connections):
+            connection.transport.close()
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)
+        sock.close()
+
+
 @dataclass
 class ServeProcess:
     """`longpoll serve` running as a child process."""

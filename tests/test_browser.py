@@ -10,7 +10,6 @@ import asyncio
 import base64
 import contextlib
 import itertools
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -22,7 +21,6 @@ import httpx
 import orjson
 import pytest
 import pytest_asyncio
-import uvicorn
 from playwright.async_api import Browser, Page, async_playwright
 from starlette.applications import Starlette
 from starlette.routing import Route
@@ -30,8 +28,7 @@ from starlette.routing import Route
 from longpoll import BrowserClientHandler, LongpollApp, LongpollManager, Options
 from longpoll._http import Receive, Scope, Send
 from longpoll.browser import client_script
-from longpoll.server import LongpollHttpProtocol, bind_socket
-from tests.servers import _TestServer, http_client, serve_app, wait_for_waiters
+from tests.servers import http_client, serve_app, serve_until_crash, wait_for_waiters
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -448,49 +445,10 @@ async def test_basic_auth_and_extra_headers_are_sent(page: Page) -> None:
 # --- resume and gaps ---------------------------------------------------------------
 
 
-def _listen(port: int) -> socket.socket:
-    return bind_socket("127.0.0.1", port)  # with SO_REUSEADDR, so the port can be reused
-
-
-@contextlib.asynccontextmanager
-async def _serve(app: App, sock: socket.socket) -> AsyncIterator[uvicorn.Server]:
-    """Serve `app` without lifespan: the manager outlives the server."""
-    config = uvicorn.Config(
-        app,
-        http=LongpollHttpProtocol,
-        loop="none",
-        lifespan="off",
-        access_log=False,
-        log_config=None,
-        log_level="warning",
-    )
-    server = _TestServer(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.005)
-        yield server
-    finally:
-        # As if the server died: it stops listening and cuts every connection, waiting
-        # polls included (stopping to listen first, or a retry could get in and wait).
-        for listener in server.servers:
-            listener.close()
-        for connection in list(server.server_state.connections):
-            connection.transport.close()
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
-        sock.close()
-
-
 async def test_resume_after_a_server_restart_loses_nothing(page: Page) -> None:
     async with LongpollManager() as manager:
         app = Site(LongpollApp(manager))
-        first = _listen(0)
-        port = first.getsockname()[1]
-        url = f"http://127.0.0.1:{port}"
-        async with _serve(app, first):
+        async with serve_until_crash(app) as url:
             await open_harness(page, url)
             options = {"subscribeUrl": "/events", "category": "c", "pollTimeoutSeconds": 5}
             await start(
@@ -505,7 +463,7 @@ async def test_resume_after_a_server_restart_loses_nothing(page: Page) -> None:
         published += [await manager.publish("c", n) for n in range(2, 4)]
         await wait_until(page, "got.failures.length >= 2")  # refused while down
 
-        async with _serve(app, _listen(port)):
+        async with serve_until_crash(app, int(url.rsplit(":", 1)[1])):
             await wait_until(page, "got.events.length === 4")
             await wait_for_waiters(manager, 1)
             published.append(await manager.publish("c", 4))

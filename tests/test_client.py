@@ -11,7 +11,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,6 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-import uvicorn
 
 from longpoll import (
     ClientError,
@@ -35,8 +34,7 @@ from longpoll import (
 from longpoll._http import Receive, Scope, Send
 from longpoll.client import AsyncClient, Client, Published, ReceivedEvent
 from longpoll.client._core import Backoff, StreamState, make_settings, retried_by_default
-from longpoll.server import bind_socket
-from tests.servers import RunningServer, serve_app, wait_for_waiters
+from tests.servers import RunningServer, serve_app, serve_until_crash, wait_for_waiters
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -183,51 +181,6 @@ async def test_gap_signal_marks_the_first_event_after_it() -> None:
     assert (after_four.data, after_four.after_gap) == (5, False)
 
 
-class CrashableServer:
-    """A manager kept running while uvicorn servers come and go on one port.
-
-    Lifespan is off, so stopping a server does not close the manager; stopping
-    drops every open connection at once, as a killed server process would.
-    """
-
-    def __init__(self, manager: LongpollManager) -> None:
-        self.manager = manager
-        self.port = 0
-
-    @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[str]:
-        sock = bind_socket("127.0.0.1", self.port)
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            LongpollApp(self.manager),
-            loop="none",
-            lifespan="off",
-            access_log=False,
-            log_config=None,
-            log_level="warning",
-        )
-        server = _QuietServer(config)
-        task = asyncio.create_task(server.serve(sockets=[sock]))
-        try:
-            while not server.started:
-                await asyncio.sleep(0.005)
-            yield f"http://127.0.0.1:{self.port}"
-        finally:
-            for listener in server.servers:
-                listener.close()
-            for connection in list(server.server_state.connections):
-                connection.transport.close()
-            server.should_exit = True
-            await within(10, task)
-            sock.close()
-
-
-class _QuietServer(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 @pytest.mark.parametrize("flavour", ["async", "sync"])
 async def test_resume_across_a_server_restart(flavour: str) -> None:
     failures: list[ClientError] = []
@@ -237,10 +190,10 @@ async def test_resume_across_a_server_restart(flavour: str) -> None:
         return True
 
     async with LongpollManager() as manager:
-        site = CrashableServer(manager)
         received: list[Any] = []
         enough = 30
-        async with site.running() as url:
+        app = LongpollApp(manager)
+        async with serve_until_crash(app) as url:
             if flavour == "async":
                 client = async_client(url, on_failure=on_failure)
 
@@ -274,7 +227,7 @@ async def test_resume_across_a_server_restart(flavour: str) -> None:
         async with asyncio.timeout(5):
             while not failures:
                 await asyncio.sleep(0.005)
-        async with site.running():
+        async with serve_until_crash(app, int(url.rsplit(":", 1)[1])):
             await within(10, wait_for_waiters(manager, 1))
             for number in range(20, 30):
                 await manager.publish("c", number)
