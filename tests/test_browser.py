@@ -517,7 +517,7 @@ BAD_OPTIONS: list[tuple[str, dict[str, Any]]] = [
 
 
 async def test_invalid_options_throw_naming_the_option(page: Page) -> None:
-    async with site() as (app, url, _):
+    async with site() as (app, url, manager):
         await open_harness(page, url)
         for option, bad in BAD_OPTIONS:
             options = {"subscribeUrl": "/events", "category": "c", **bad}
@@ -539,6 +539,7 @@ async def test_invalid_options_throw_naming_the_option(page: Page) -> None:
             assert f"'{option}'" in thrown[2]
 
         await start(page, {"subscribeUrl": "/events", "publishUrl": "/publish", "category": "c"})
+        await wait_for_waiters(manager, 1)  # its poll reached the server before stop()
         publish_errors = await page.evaluate(
             """() => [["c", null], ["", 1], ["c", 1, "not a function"]].map((args) => {
                 try { client.publish(...args); } catch (error) { return error.message; }
@@ -551,7 +552,9 @@ async def test_invalid_options_throw_naming_the_option(page: Page) -> None:
             "longpoll: publish(): onSuccess must be a function",
         ]
         await page.evaluate("client.stop()")
+        await wait_for_waiters(manager, 0)
         await start(page, {"subscribeUrl": "/events", "category": "c"})
+        await wait_for_waiters(manager, 1)
         thrown = await page.evaluate(
             "() => { try { client.publish('c', 1); } catch (error) { return error.option; } }"
         )
