@@ -1,4 +1,7 @@
-"""Command line: ``python -m bench {fanout,idle-memory,publish,publish-persist} [options]``."""
+"""Command line: ``python -m bench SCENARIO [options]`` or ``python -m bench report ...``.
+
+Scenarios: fanout, idle-memory, publish, publish-persist, catchup, stream.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +13,16 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
+from bench import progress
 from bench.fanout import run_fanout
+from bench.http import HTTPError
 from bench.memory import run_idle_memory
 from bench.options import RunOptions
 from bench.pool import WorkerError
 from bench.publish_cli import add_publish_parsers, main_publish
+from bench.read_cli import add_read_parsers, main_read
 from bench.report import fanout_table, memory_table, write_json
+from bench.summary import write_report
 from bench.system import parse_cores, pin, raise_fd_limit
 from bench.target import TargetError, parse_target
 
@@ -59,6 +66,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one subcommand per scenario."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (none when not a terminal)"
+    )
     scenarios = parser.add_subparsers(dest="scenario", required=True)
     fanout = scenarios.add_parser("fanout", help="one publish to N waiting subscribers")
     _common(fanout)
@@ -70,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     memory.add_argument("--warmup", type=int, default=100, help="warm-up round size (0: none)")
     memory.add_argument("--hold", type=float, default=1.0, help="seconds to hold before RSS")
     add_publish_parsers(scenarios)
+    add_read_parsers(scenarios)
+    report = scenarios.add_parser(
+        "report", help="a Markdown table and PNG plots from result JSON files"
+    )
+    report.add_argument("files", nargs="+", metavar="[LABEL=]RESULTS.json", help="--json output")
+    report.add_argument("--out", type=Path, required=True, help="directory to write into")
     return parser
 
 
@@ -108,8 +124,13 @@ def _on_alarm(signum: int, frame: FrameType | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run one scenario; exit status 1 if any subscriber missed its event, 2 on failure."""
     args = build_parser().parse_args(argv)
+    progress.ENABLED = not args.no_progress
+    if args.scenario == "report":
+        return _report(args.files, args.out)
     if args.scenario in ("publish", "publish-persist"):
         return _bounded(main_publish, args)
+    if args.scenario in ("catchup", "stream"):
+        return _bounded(main_read, args)
     try:
         opts = options_from(args)
     except (TargetError, ValueError) as exc:
@@ -141,13 +162,23 @@ def main(argv: list[str] | None = None) -> int:
         signal.alarm(0)
 
 
+def _report(files: list[str], out: Path) -> int:
+    try:
+        written = write_report(files, out)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print("\n".join(f"wrote {path}" for path in written))
+    return 0
+
+
 def _bounded(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     """Run a publish scenario under --max-seconds; exit status 2 when the run fails."""
     signal.signal(signal.SIGALRM, _on_alarm)
     signal.alarm(max(1, int(args.max_seconds)))
     try:
         return run(args)
-    except (RunTimeout, ValueError, RuntimeError, OSError) as exc:
+    except (RunTimeout, ValueError, RuntimeError, OSError, HTTPError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

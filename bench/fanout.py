@@ -12,6 +12,7 @@ from bench.http import HTTPError
 from bench.messages import Collect, Collected, Subscribe, Subscribed
 from bench.options import RunOptions
 from bench.pool import WorkerPool, split
+from bench.progress import Bar
 from bench.server import ServerProcess, publish, wait_until_waiting
 from bench.stats import merge_counts, summarize
 from bench.system import cpu_seconds
@@ -159,7 +160,11 @@ def run_fanout(opts: RunOptions, sizes: list[int], rounds: int) -> FanoutReport:
     """Run `rounds` rounds for each size in `sizes` over one pool of workers."""
     started = time.monotonic()
     server = ServerProcess(opts.server_pid) if opts.server_pid else None
-    with WorkerPool(opts.worker_configs(max(sizes))) as pool:
+    bar_done = 0
+    with (
+        WorkerPool(opts.worker_configs(max(sizes))) as pool,
+        Bar("fanout", len(sizes) * rounds) as bar,
+    ):
         report = FanoutReport(
             url=opts.target.url,
             procs=opts.procs,
@@ -170,9 +175,11 @@ def run_fanout(opts: RunOptions, sizes: list[int], rounds: int) -> FanoutReport:
             results: list[RoundResult] = []
             pooled: list[int] = []
             for number in range(1, rounds + 1):
+                bar.update(bar_done, f"fanout N={size} round {number}")
                 result, latencies = run_round(pool, opts, size, number, server)
                 results.append(result)
                 pooled += latencies
+                bar_done += 1
             summary = summarize(pooled)
             server_ms = [r.server_cpu_ms for r in results if r.server_cpu_ms is not None]
             reads = [r.reads_per_response for r in results if r.reads_per_response is not None]

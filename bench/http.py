@@ -60,9 +60,23 @@ def _header(head: bytes, key: bytes) -> str | None:
     return head[start : stop if stop >= 0 else len(head)].strip().decode("latin-1")
 
 
-def subscribe_request(target: Target, path: str, category: str, timeout_s: int) -> bytes:
-    """The bytes of ``GET path?category=...&timeout=...`` on a keep-alive connection."""
+def subscribe_request(
+    target: Target,
+    path: str,
+    category: str,
+    timeout_s: int,
+    since_time: int | None = None,
+    last_id: str | None = None,
+) -> bytes:
+    """The bytes of ``GET path?category=...&timeout=...`` on a keep-alive connection.
+
+    `since_time` and `last_id` are added when given (a resume position).
+    """
     query = f"category={quote(category, safe='')}&timeout={timeout_s}"
+    if since_time is not None:
+        query += f"&since_time={since_time}"
+        if last_id is not None:
+            query += f"&last_id={quote(last_id, safe='')}"
     return (
         f"GET {target.path(path)}?{query} HTTP/1.1\r\n"
         f"Host: {target.host_header}\r\n"

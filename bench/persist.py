@@ -8,21 +8,15 @@ are to the persistence-off median of the same run.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import re
 import shutil
-import signal
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.publish import PublishReport, publish_line, publish_notes, run_publish
+from bench.load import LOAD_HEADER, LoadReport, load_line
+from bench.publish import publish_notes, run_publish
+from bench.server import serve_variant
 from bench.target import parse_target
 
 VARIANTS: dict[str, list[str]] = {
@@ -30,48 +24,6 @@ VARIANTS: dict[str, list[str]] = {
     "persist": ["--persist", "{file}"],
     "persist+fsync": ["--persist", "{file}", "--fsync"],
 }
-_LISTENING = re.compile(r"listening on (http://\S+)")
-
-
-@dataclass
-class ServedVariant:
-    """A running `longpoll serve` for one variant."""
-
-    process: subprocess.Popen[bytes]
-    url: str
-    command: list[str]
-
-
-@contextlib.contextmanager
-def serve_variant(flags: list[str], core: int, log: Path) -> Iterator[ServedVariant]:
-    """`longpoll serve --port 0 FLAGS` pinned to `core`; stopped with SIGTERM at the end."""
-    command = [sys.executable, "-m", "longpoll.cli", "serve", "--port", "0", *flags]
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            command,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            preexec_fn=lambda: os.sched_setaffinity(0, {core}),
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            match = _LISTENING.search(log.read_text(errors="replace"))
-            if match:
-                break
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("longpoll serve did not start:\n" + log.read_text())
-            time.sleep(0.05)
-        yield ServedVariant(process, match.group(1), ["taskset", "-c", str(core), *command])
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 @dataclass
@@ -79,7 +31,7 @@ class PersistReport:
     """Every run of every variant, and the medians."""
 
     rounds: int
-    runs: dict[str, list[PublishReport]] = field(default_factory=dict)
+    runs: dict[str, list[LoadReport]] = field(default_factory=dict)
     commands: dict[str, str] = field(default_factory=dict)
     file_bytes: dict[str, int] = field(default_factory=dict)
 
@@ -93,7 +45,7 @@ class PersistReport:
 
     def median_server_us(self, variant: str) -> float | None:
         """Median server CPU per publish of `variant`, in microseconds, if measured."""
-        costs = [r.server_us_per_publish for r in self.runs[variant]]
+        costs = [r.server_us_per_request for r in self.runs[variant]]
         known = [c for c in costs if c is not None]
         return statistics.median(known) if known else None
 
@@ -106,7 +58,7 @@ class PersistReport:
 BUSY = 0.9  # server CPU share of its core above which a run counts as uncontended
 
 
-def _had_core(run: PublishReport) -> bool:
+def _had_core(run: LoadReport) -> bool:
     return run.server_cpu_share is not None and run.server_cpu_share >= BUSY
 
 
@@ -172,7 +124,7 @@ def persist_table(report: PersistReport, connections: int) -> str:
     ]
     for name, runs in report.runs.items():
         for number, run in enumerate(runs, 1):
-            lines.append(publish_line(f"{name} #{number}", run, baseline))
+            lines.append(load_line(f"{name} #{number}", run, baseline))
     lines += ["", "medians over the rounds (ratio: to persistence off):"]
     cost_baseline = report.median_server_us("off")
     for name in report.runs:
@@ -196,10 +148,7 @@ def persist_table(report: PersistReport, connections: int) -> str:
     return "\n".join(lines)
 
 
-PUBLISH_HEADER_WITH_ROUND = (
-    f"{'variant':<14} {'req/s':>9} {'ratio':>6} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} "
-    f"{'srv CPU':>7} {'srv us/pub':>10} {'gen CPU':>7}  errors"
-)
+PUBLISH_HEADER_WITH_ROUND = "variant" + LOAD_HEADER[len("variant") :]
 
 
 def _rate(rate: float | None, baseline: float | None) -> str:

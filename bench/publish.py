@@ -1,225 +1,15 @@
 """Publish throughput: C keep-alive connections, each POSTing one event after another.
 
-Every connection sends its next publish as soon as the previous one is answered, so
-C publishes are always in flight. After a warm-up, completed publishes are counted
-over a measured window (bounded in time, and in count by `max_requests`). The
-request bytes are built once; the hot path is `Publisher.data_received`.
+The closed loop itself is `bench.load`; this module builds the publish request.
 """
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-import contextlib
-import gc
 import json
-import multiprocessing
-import time
-from collections import Counter
-from dataclasses import dataclass, field
-from typing import cast
 
-from bench.http import HTTPError, ResponseParser, post_json_request
-from bench.pool import split
-from bench.server import ServerProcess
-from bench.stats import Latency, merge_counts, summarize
-from bench.system import cpu_seconds, pin, raise_fd_limit, run_async
+from bench.http import post_json_request
+from bench.load import LoadReport, load_notes, run_load
 from bench.target import Target
-
-CONNECT_TIMEOUT_S = 10.0
-LEAD_S = 1.5  # from the coordinator's start to the first publish: time to fork and connect
-DRAIN_S = 5.0  # after the window, how long to wait for publishes still in flight
-
-
-@dataclass(frozen=True, slots=True)
-class PublishConfig:
-    """What one publisher process does; times are `time.monotonic_ns()` values."""
-
-    index: int
-    host: str
-    port: int
-    request: bytes
-    connections: int
-    pin: tuple[int, ...] | None
-    start_ns: int
-    measure_from_ns: int
-    end_ns: int
-    max_requests: int
-
-
-@dataclass(frozen=True, slots=True)
-class PublisherResult:
-    """One process's count of answered publishes inside the measured window."""
-
-    completed: int
-    latencies_ns: list[int]
-    errors: dict[str, int]
-    cpu_s: float
-    connected: int
-    late_ms: float
-
-
-class _Run:
-    """State shared by one process's connections."""
-
-    __slots__ = ("config", "count", "done", "errors", "latencies", "outstanding")
-
-    def __init__(self, config: PublishConfig) -> None:
-        self.config = config
-        self.count = 0  # publishes sent, against max_requests
-        self.latencies: list[int] = []
-        self.errors: Counter[str] = Counter()
-        self.outstanding = 0
-        self.done = asyncio.Event()
-
-    def finished(self) -> None:
-        self.outstanding -= 1
-        if self.outstanding == 0:
-            self.done.set()
-
-
-class Publisher(asyncio.Protocol):
-    """One keep-alive connection publishing back to back."""
-
-    __slots__ = ("active", "parser", "run", "sent_ns", "transport")
-
-    def __init__(self, run: _Run) -> None:
-        self.run = run
-        self.transport: asyncio.Transport | None = None
-        self.parser = ResponseParser()
-        self.sent_ns = 0
-        self.active = False  # between the first publish and the last answer
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
-
-    def send(self) -> None:
-        """Send the next publish, or stop if the window or the count is over."""
-        run = self.run
-        now = time.monotonic_ns()
-        if now >= run.config.end_ns or run.count >= run.config.max_requests:
-            self._stop()
-            return
-        run.count += 1
-        self.active = True
-        self.sent_ns = now
-        assert self.transport is not None
-        self.transport.write(run.config.request)
-
-    def _stop(self) -> None:
-        if self.active:
-            self.active = False
-            self.run.finished()
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            response = self.parser.feed(data)
-        except HTTPError:
-            self._fail("malformed response")
-            return
-        if response is None:
-            return
-        now = time.monotonic_ns()
-        run = self.run
-        if response.head[9:12] != b"200":
-            run.errors[f"HTTP {response.status}"] += 1
-        elif run.config.measure_from_ns <= now < run.config.end_ns:
-            run.latencies.append(now - self.sent_ns)
-        self.send()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.transport is not None:
-            self.transport = None
-            self._fail("connection closed")
-
-    def _fail(self, kind: str) -> None:
-        transport, self.transport = self.transport, None
-        if transport is not None:
-            transport.abort()
-        self.run.errors[kind] += 1
-        self._stop()
-
-
-async def _publish_process(config: PublishConfig) -> PublisherResult:
-    loop = asyncio.get_running_loop()
-    run = _Run(config)
-    conns: list[Publisher] = []
-    for _ in range(config.connections):
-        try:
-            _, conn = await asyncio.wait_for(
-                loop.create_connection(lambda: Publisher(run), config.host, config.port),
-                CONNECT_TIMEOUT_S,
-            )
-        except (OSError, TimeoutError) as exc:
-            run.errors[f"connect: {type(exc).__name__}"] += 1
-            continue
-        conns.append(conn)
-    await asyncio.sleep(max(0.0, (config.start_ns - time.monotonic_ns()) / 1e9))
-    late_ms = max(0.0, (time.monotonic_ns() - config.start_ns) / 1e6)
-    gc.collect()
-    gc.disable()  # no collector pauses in the window
-    run.outstanding = len(conns)
-    if conns:
-        run.done.clear()
-    else:
-        run.done.set()
-    for conn in conns:
-        conn.active = True
-        conn.send()
-    await asyncio.sleep(max(0.0, (config.measure_from_ns - time.monotonic_ns()) / 1e9))
-    cpu_start = cpu_seconds()
-    await asyncio.sleep(max(0.0, (config.end_ns - time.monotonic_ns()) / 1e9))
-    cpu = cpu_seconds() - cpu_start
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(run.done.wait(), DRAIN_S)
-    gc.enable()
-    for conn in conns:
-        transport, conn.transport = conn.transport, None
-        if transport is not None:
-            transport.close()
-    if run.outstanding:
-        run.errors["no answer after the window"] += run.outstanding
-    return PublisherResult(
-        completed=len(run.latencies),
-        latencies_ns=run.latencies,
-        errors=dict(run.errors),
-        cpu_s=cpu,
-        connected=len(conns),
-        late_ms=late_ms,
-    )
-
-
-def publisher_main(config: PublishConfig) -> PublisherResult:
-    """Entry point of a publisher process."""
-    pin(config.pin)
-    raise_fd_limit(config.connections + 64)
-    return run_async(_publish_process(config))
-
-
-@dataclass(slots=True)
-class PublishReport:
-    """One publish run against one server."""
-
-    url: str
-    connections: int
-    procs: int
-    pin: list[int] | None
-    warmup_s: float
-    duration_s: float
-    completed: int = 0
-    requests_per_s: float = 0.0
-    latency: Latency | None = None
-    errors: dict[str, int] = field(default_factory=dict)
-    connected: int = 0
-    gen_cpu_share: float | None = None
-    server_cpu_share: float | None = None
-    server_us_per_publish: float | None = None
-    late_ms: float = 0.0
-
-    @property
-    def failed(self) -> bool:
-        """True when a publish failed or a connection could not be opened."""
-        return bool(self.errors) or self.connected < self.connections
 
 
 def publish_body(category: str, payload_bytes: int) -> bytes:
@@ -243,103 +33,23 @@ def run_publish(
     max_requests: int,
     payload_bytes: int = 0,
     server_pid: int | None = None,
-) -> PublishReport:
+) -> LoadReport:
     """Publish back to back on `connections` connections; count what the window saw."""
-    if connections < 1 or procs < 1 or duration_s <= 0 or warmup_s < 0:
-        raise ValueError("connections and procs must be at least 1, duration above 0")
-    procs = min(procs, connections)
     request = post_json_request(target, publish_path, publish_body(category, payload_bytes))
-    start = time.monotonic_ns() + int(LEAD_S * 1e9)
-    measure_from = start + int(warmup_s * 1e9)
-    end = measure_from + int(duration_s * 1e9)
-    configs = [
-        PublishConfig(
-            index=index,
-            host=target.host,
-            port=target.port,
-            request=request,
-            connections=count,
-            pin=cores,
-            start_ns=start,
-            measure_from_ns=measure_from,
-            end_ns=end,
-            max_requests=max(1, max_requests // procs),
-        )
-        for index, count in enumerate(split(connections, procs))
-    ]
-    server = ServerProcess(server_pid) if server_pid else None
-    context = multiprocessing.get_context("fork")
-    with concurrent.futures.ProcessPoolExecutor(procs, mp_context=context) as pool:
-        jobs = [pool.submit(publisher_main, config) for config in configs]
-        server_cpu = 0.0
-        if server is not None:
-            time.sleep(max(0.0, (measure_from - time.monotonic_ns()) / 1e9))
-            server_cpu = server.cpu_seconds()
-            time.sleep(max(0.0, (end - time.monotonic_ns()) / 1e9))
-            server_cpu = server.cpu_seconds() - server_cpu
-        timeout = (end - time.monotonic_ns()) / 1e9 + DRAIN_S + 30
-        results = [job.result(timeout=max(1.0, timeout)) for job in jobs]
-    latencies = [ns for r in results for ns in r.latencies_ns]
-    completed = sum(r.completed for r in results)
-    report = PublishReport(
-        url=target.url,
+    return run_load(
+        target,
+        request,
         connections=connections,
         procs=procs,
-        pin=list(cores) if cores else None,
+        cores=cores,
         warmup_s=warmup_s,
         duration_s=duration_s,
-        completed=completed,
-        requests_per_s=completed / duration_s,
-        latency=summarize(latencies),
-        errors=merge_counts(r.errors for r in results),
-        connected=sum(r.connected for r in results),
-        gen_cpu_share=sum(r.cpu_s for r in results) / duration_s,
-        late_ms=max(r.late_ms for r in results),
-    )
-    if server is not None:
-        report.server_cpu_share = server_cpu / duration_s
-        report.server_us_per_publish = server_cpu * 1e6 / completed if completed else None
-    return report
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value * 100:.0f}%"
-
-
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
-
-
-PUBLISH_HEADER = (
-    f"{'label':<14} {'req/s':>9} {'ratio':>6} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} "
-    f"{'srv CPU':>7} {'srv us/pub':>10} {'gen CPU':>7}  errors"
-)
-
-
-def publish_line(label: str, report: PublishReport, baseline: float | None = None) -> str:
-    """One line of the publish table; `ratio` is req/s over `baseline` req/s."""
-    latency = report.latency
-    ratio = "-" if not baseline else f"{report.requests_per_s / baseline:.2f}"
-    errors = "; ".join(f"{k} x{v}" for k, v in sorted(report.errors.items())) or "-"
-    if report.connected < report.connections:
-        errors += f" (connected {report.connected}/{report.connections})"
-    srv_us = report.server_us_per_publish
-    return (
-        f"{label:<14} {report.requests_per_s:>9.0f} {ratio:>6} "
-        f"{_ms(latency.p50_ms if latency else None):>7} "
-        f"{_ms(latency.p99_ms if latency else None):>7} "
-        f"{_ms(latency.max_ms if latency else None):>7} "
-        f"{_pct(report.server_cpu_share):>7} {'-' if srv_us is None else f'{srv_us:.1f}':>10} "
-        f"{_pct(report.gen_cpu_share):>7}  {errors}"
+        max_requests=max_requests,
+        server_pid=server_pid,
+        label="publish",
     )
 
 
 def publish_notes() -> list[str]:
     """What the publish table's columns mean."""
-    return [
-        "req/s: publishes answered 200 within the measured window, per second",
-        "p50/p99/max ms: publish sent -> its reply complete",
-        "srv CPU: server tree CPU over the window, as a share of one core "
-        "(near 100%: the server's core is the limit)",
-        "gen CPU: load generator CPU over the window (near 100% per process: it may limit)",
-    ]
+    return load_notes("publishes")

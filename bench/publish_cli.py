@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import datetime
-import json
-import os
-import platform
 import uuid
 from pathlib import Path
 
-from bench.persist import PersistReport, persist_table, run_persist
-from bench.publish import (
-    PUBLISH_HEADER,
-    PublishReport,
-    publish_line,
-    publish_notes,
-    run_publish,
-)
+from bench.load import LOAD_HEADER, load_line
+from bench.persist import persist_table, run_persist
+from bench.publish import publish_notes, run_publish
+from bench.report import write_json
 from bench.system import parse_cores
 from bench.target import parse_target
 
@@ -56,23 +47,6 @@ def add_publish_parsers(scenarios: argparse._SubParsersAction[argparse.ArgumentP
     _load_options(persist)
 
 
-def _write_json(
-    path: Path, scenario: str, args: argparse.Namespace, result: PublishReport | PersistReport
-) -> None:
-    payload = {
-        "scenario": scenario,
-        "options": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "environment": {
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-            "load_average": os.getloadavg(),
-            "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        },
-        "result": dataclasses.asdict(result),
-    }
-    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
-
-
 def main_publish(args: argparse.Namespace) -> int:
     """Run `publish` or `publish-persist`; 1 if any publish failed."""
     cores = parse_cores(args.pin) if args.pin else None
@@ -91,11 +65,11 @@ def main_publish(args: argparse.Namespace) -> int:
             server_pid=args.server_pid,
         )
         print(f"publish against {report.url}: {args.connections} connections")
-        print(PUBLISH_HEADER)
-        print(publish_line("publish", report))
+        print(LOAD_HEADER)
+        print(load_line("publish", report))
         print("\n".join(["", *publish_notes()]))
         if args.json:
-            _write_json(args.json, "publish", args, report)
+            write_json(args.json, "publish", vars(args), report)
         return 1 if report.failed else 0
     persist = run_persist(
         server_core=args.server_core,
@@ -112,5 +86,5 @@ def main_publish(args: argparse.Namespace) -> int:
     )
     print(persist_table(persist, args.connections))
     if args.json:
-        _write_json(args.json, "publish-persist", args, persist)
+        write_json(args.json, "publish-persist", vars(args), persist)
     return 1 if persist.failed else 0

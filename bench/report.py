@@ -9,9 +9,13 @@ import json
 import os
 import platform
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bench.fanout import GENERATOR_BUSY, FanoutReport, RoundResult
 from bench.memory import MemoryReport
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 
 def _ms(value: float | None) -> str:
@@ -125,12 +129,12 @@ def _environment() -> dict[str, object]:
 
 
 def write_json(
-    path: Path, scenario: str, options: dict[str, object], report: FanoutReport | MemoryReport
+    path: Path, scenario: str, options: dict[str, object], report: DataclassInstance
 ) -> None:
     """Write `report`, the options that produced it and the environment as JSON to `path`."""
     payload = {
         "scenario": scenario,
-        "options": options,
+        "options": {k: str(v) if isinstance(v, Path) else v for k, v in options.items()},
         "environment": _environment(),
         **dataclasses.asdict(report),
     }

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import psutil
 
@@ -110,3 +117,47 @@ class ServerProcess:
                 continue
             total += times.user + times.system
         return total
+
+
+_LISTENING = re.compile(r"listening on (http://\S+)")
+
+
+@dataclass
+class ServedVariant:
+    """A running `longpoll serve` for one variant."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    command: list[str]
+
+
+@contextlib.contextmanager
+def serve_variant(flags: list[str], core: int, log: Path) -> Iterator[ServedVariant]:
+    """`longpoll serve --port 0 FLAGS` pinned to `core`; stopped with SIGTERM at the end."""
+    command = [sys.executable, "-m", "longpoll.cli", "serve", "--port", "0", *flags]
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=lambda: os.sched_setaffinity(0, {core}),
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            match = _LISTENING.search(log.read_text(errors="replace"))
+            if match:
+                break
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("longpoll serve did not start:\n" + log.read_text())
+            time.sleep(0.05)
+        yield ServedVariant(process, match.group(1), ["taskset", "-c", str(core), *command])
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

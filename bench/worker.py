@@ -14,9 +14,10 @@ import json
 import signal
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import cast
+from typing import TypeVar, cast
 
 from bench.http import HTTPError, Response, ResponseParser
 from bench.messages import (
@@ -175,6 +176,54 @@ def _error_name(exc: BaseException) -> str:
     return type(exc).__name__
 
 
+P = TypeVar("P", bound=asyncio.Protocol)
+
+
+async def open_connections(
+    factory: Callable[[], P],
+    count: int,
+    host: str,
+    port: int,
+    *,
+    concurrency: int,
+    timeout_s: float,
+    budget_s: float,
+    errors: Counter[str],
+) -> list[P]:
+    """Open up to `count` connections (each tried 3 times, `concurrency` at once).
+
+    Failures are counted in `errors` by kind; the whole batch gets `budget_s` seconds.
+    """
+    loop = asyncio.get_running_loop()
+    gate = asyncio.Semaphore(concurrency)
+
+    async def connect_one() -> P | None:
+        problem = ""
+        for attempt in range(CONNECT_ATTEMPTS):
+            async with gate:
+                try:
+                    _, protocol = await asyncio.wait_for(
+                        loop.create_connection(factory, host, port), timeout_s
+                    )
+                    return protocol
+                except (OSError, TimeoutError) as exc:
+                    problem = _error_name(exc)
+            await asyncio.sleep(0.05 * (attempt + 1))
+        errors[f"connect: {problem}"] += 1
+        return None
+
+    tasks = [asyncio.ensure_future(connect_one()) for _ in range(count)]
+    if not tasks:
+        return []
+    done, late = await asyncio.wait(tasks, timeout=budget_s)
+    for task in late:
+        task.cancel()
+    if late:
+        await asyncio.wait(late, timeout=5.0)
+        errors["connect: over the time budget"] += len(late)
+    return [p for t in done if (p := t.result()) is not None]
+
+
 def classify(response: Response, marker: str) -> str:
     """'' when `response` carries the marked event, else what is wrong with it."""
     if response.status != 200:
@@ -258,36 +307,17 @@ class Worker:
         return Subscribed(sent=len(self.waiters), errors=dict(errors))
 
     async def _open(self, count: int, errors: Counter[str]) -> list[Waiter]:
-        loop = asyncio.get_running_loop()
-        gate = asyncio.Semaphore(self.config.connect_concurrency)
         config = self.config
-
-        async def connect_one() -> Waiter | None:
-            problem = ""
-            for attempt in range(CONNECT_ATTEMPTS):
-                async with gate:
-                    try:
-                        _, waiter = await asyncio.wait_for(
-                            loop.create_connection(
-                                lambda: Waiter(self.tally), config.host, config.port
-                            ),
-                            config.connect_timeout_s,
-                        )
-                        return waiter
-                    except (OSError, TimeoutError) as exc:
-                        problem = _error_name(exc)
-                await asyncio.sleep(0.05 * (attempt + 1))
-            errors[f"connect: {problem}"] += 1
-            return None
-
-        tasks = [asyncio.ensure_future(connect_one()) for _ in range(count)]
-        done, late = await asyncio.wait(tasks, timeout=config.open_budget_s)
-        for task in late:
-            task.cancel()
-        if late:
-            await asyncio.wait(late, timeout=5.0)
-            errors["connect: over the time budget"] += len(late)
-        return [w for t in done if (w := t.result()) is not None]
+        return await open_connections(
+            lambda: Waiter(self.tally),
+            count,
+            config.host,
+            config.port,
+            concurrency=config.connect_concurrency,
+            timeout_s=config.connect_timeout_s,
+            budget_s=config.open_budget_s,
+            errors=errors,
+        )
 
     async def _collect(self, command: Collect) -> Collected:
         with contextlib.suppress(TimeoutError):
