@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 
 import httpx
@@ -9,15 +10,40 @@ import pytest
 
 from longpoll import LongpollApp, LongpollManager, MemoryBackend, Options
 from longpoll.backends import Backend
+from tests.redis_server import RedisServer
 from tests.servers import RunningServer, http_client, serve_app
 
 ServerFactory = Callable[..., AbstractAsyncContextManager[RunningServer]]
 
 
-@pytest.fixture
-def make_backend() -> Callable[[], Backend]:
-    """Builds the backend under test (the HTTP suite is written once for every backend)."""
-    return MemoryBackend
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A private `redis-server` on a free loopback port, shared by the session."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["memory", "redis"])
+def make_backend(request: pytest.FixtureRequest) -> Callable[[], Backend]:
+    """Builds the backend under test (the HTTP suite is written once for every backend).
+
+    Each Redis backend gets keys under a fresh prefix, so tests never see each
+    other's events.
+    """
+    if request.param == "memory":
+        return MemoryBackend
+    from longpoll.backends.redis import RedisBackend
+
+    url = request.getfixturevalue("redis_server").url
+
+    def redis_backend() -> Backend:
+        return RedisBackend(url, key_prefix=f"test-{uuid.uuid4().hex}")
+
+    return redis_backend
 
 
 @pytest.fixture(params=["server-hooks", "portable-asgi"])

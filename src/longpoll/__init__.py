@@ -7,6 +7,7 @@ from longpoll.backends.base import Backend
 from longpoll.backends.memory import MemoryBackend
 from longpoll.browser import BrowserClientHandler
 from longpoll.errors import (
+    BackendUnavailable,
     ClientError,
     ConnectionFailed,
     InvalidRequest,
@@ -26,6 +27,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AddOn",
     "Backend",
+    "BackendUnavailable",
     "Batch",
     "BrowserClientHandler",
     "ClientError",

@@ -10,7 +10,7 @@ import orjson
 from longpoll._channel import Channel
 from longpoll._http import ASGIApp, BodyError, Receive, Scope, Send, read_body
 from longpoll.browser import BrowserClientHandler
-from longpoll.errors import InvalidRequest, ManagerClosed, PersistenceFailed
+from longpoll.errors import BackendUnavailable, InvalidRequest, ManagerClosed, PersistenceFailed
 from longpoll.event import check_category
 from longpoll.manager import Batch, LongpollManager
 from longpoll.subscription import parse_subscription
@@ -61,6 +61,9 @@ class SubscribeHandler:
             except ManagerClosed:
                 await channel.send_error(503, _SHUTTING_DOWN)
                 return
+            except BackendUnavailable as exc:
+                await channel.send_error(503, str(exc))
+                return
             if channel.disconnected:
                 return
             await channel.send_json(200, encode_batch(batch))
@@ -105,6 +108,9 @@ class PublishHandler:
             return
         except ManagerClosed:
             await channel.send_error(503, _SHUTTING_DOWN)
+            return
+        except BackendUnavailable as exc:
+            await channel.send_error(503, str(exc))
             return
         except PersistenceFailed as exc:
             await channel.send_error(500, str(exc))

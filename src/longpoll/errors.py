@@ -13,6 +13,10 @@ class ManagerClosed(LongpollError, RuntimeError):
     """The manager is not running: it was never started, or it is shutting down."""
 
 
+class BackendUnavailable(LongpollError):
+    """The backend's store (Redis) cannot be reached; nothing was stored. Retry later."""
+
+
 class PersistenceFailed(LongpollError):
     """An add-on could not make a published event durable, so it was not acknowledged.
 

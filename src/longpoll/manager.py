@@ -234,7 +234,9 @@ class LongpollManager:
         await self._waiters.wait(waiter, subscription.timeout_seconds, disconnected)
         if waiter.events:
             return Batch(waiter.events, waiter.events[-1].timestamp, missed)
-        timestamp = await self._backend.resume_point()
+        timestamp, late = await self._backend.resume_after_wait(subscription.categories)
+        if late:
+            return Batch(late, late[-1].timestamp, missed, closing=waiter.closing)
         return Batch([], timestamp, missed, closing=waiter.closing)
 
     async def acknowledge(self, batch: Batch) -> None:

@@ -72,6 +72,20 @@ class Backend(ABC):
     async def resume_point(self) -> int:
         """A timestamp to resume from safely: every later event gets a larger one."""
 
+    async def resume_after_wait(self, categories: Sequence[str]) -> tuple[int, list[Event]]:
+        """Answer a waiter of `categories` that stopped waiting without events.
+
+        Returns a safe resume point and the events of those categories that were
+        stored but not yet handed to `notify` when the wait ended (a backend that
+        learns of events asynchronously, from other processes, can have such
+        events; they must reach the waiter, or a client resuming from the point
+        would skip them). The manager calls it right after the waiter is
+        unregistered, before anything else runs on the loop. By default: the
+        `resume_point()` and no events, which is right for a backend that calls
+        `notify` inside `append`.
+        """
+        return await self.resume_point(), []
+
     @abstractmethod
     async def stats(self) -> BackendStats:
         """Count what is stored."""

@@ -1,0 +1,542 @@
+"""The Redis backend: one event history shared by many processes and machines.
+
+Key scheme, all under `key_prefix` (default `longpoll`); category names are used
+as raw UTF-8 bytes, which Redis keys hold safely whatever they contain:
+
+- `<prefix>:meta`: a hash with `last` (the newest timestamp handed out), `seq` (the
+  global sequence) and `taken` (1 once a resume point was handed out at `last`);
+- `<prefix>:s:<category>`: a stream per category, the history. Entry ids are
+  `<timestamp>-<sequence>` (both only grow), fields `i` (the event id) and `j`
+  (the event encoded once as JSON, what responses are built from);
+- `<prefix>:e:<category>`: a hash (`ts`, `seq`, `id`), the newest event of the
+  category evicted for size or age (the gap marker);
+- `<prefix>:categories`: a sorted set of category names scored by their newest
+  timestamp (for stats and for forgetting expired categories);
+- `<prefix>:log`: one stream of every event of every category, kept for
+  `wake_log_seconds`, that each process reads with one blocking `XREAD` connection
+  to wake its own waiters.
+
+Timestamps, sequence numbers, trimming and the gap marker are assigned by Lua
+scripts, so every process sees one order. The multi-key scripts assume a single
+Redis server (not Redis Cluster).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+from longpoll.backends.base import Backend, BackendStats, ReadResult
+from longpoll.errors import BackendUnavailable
+from longpoll.event import Event
+from longpoll.options import Options
+from longpoll.subscription import Subscription
+
+logger = logging.getLogger("longpoll.redis")
+
+_AFTER_ALL_OF_A_MILLISECOND = 2**63
+_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+WAKE_CLIENT_NAME = "longpoll-wake"
+
+# Shared Lua helpers: the current Redis time in ms, and trimming one category's
+# stream for age and size while remembering the newest evicted entry.
+_LUA_COMMON = """
+local function now_ms()
+    local t = redis.call('TIME')
+    return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function fmt(n) return string.format('%d', n) end
+local function mark_evicted(marker, entry, ttl)
+    local ts, seq = string.match(entry[1], '^(%d+)-(%d+)$')
+    local id = ''
+    for k = 1, #entry[2], 2 do
+        if entry[2][k] == 'i' then id = entry[2][k + 1] end
+    end
+    redis.call('HSET', marker, 'ts', ts, 'seq', seq, 'id', id)
+    if ttl > 0 then
+        redis.call('PEXPIREAT', marker, tonumber(ts) + 2 * ttl)
+    end
+end
+local function expire(stream, marker, ttl, now)
+    if ttl <= 0 then return end
+    local cutoff = now - ttl
+    if cutoff < 0 then return end
+    local newest = redis.call('XREVRANGE', stream, fmt(cutoff), '-', 'COUNT', 1)
+    if #newest > 0 then
+        mark_evicted(marker, newest[1], ttl)
+        redis.call('XTRIM', stream, 'MINID', fmt(cutoff + 1))
+    end
+end
+"""
+
+# KEYS: meta, stream, marker, categories, log
+# ARGV: category, category JSON, data JSON, event id, max size, ttl ms, floor ts,
+#       floor seq, log keep ms
+_APPEND = (
+    _LUA_COMMON
+    + """
+local now = now_ms()
+local meta = redis.call('HMGET', KEYS[1], 'last', 'seq', 'taken')
+local ts = now
+local last = math.max(tonumber(meta[1]) or 0, tonumber(ARGV[7]))
+local bump = 0
+if meta[3] == '1' then bump = 1 end
+if last + bump > ts then ts = last + bump end
+local seq = math.max(tonumber(meta[2]) or 0, tonumber(ARGV[8])) + 1
+redis.call('HSET', KEYS[1], 'last', fmt(ts), 'seq', fmt(seq), 'taken', '0')
+local ttl = tonumber(ARGV[6])
+expire(KEYS[2], KEYS[3], ttl, now)
+local max_size = tonumber(ARGV[5])
+local size = redis.call('XLEN', KEYS[2])
+if size >= max_size then
+    local dropped = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', size - max_size + 1)
+    mark_evicted(KEYS[3], dropped[#dropped], ttl)
+    redis.call('XTRIM', KEYS[2], 'MAXLEN', max_size - 1)
+end
+local json = '{"timestamp":' .. fmt(ts) .. ',"category":' .. ARGV[2] .. ',"data":'
+    .. ARGV[3] .. ',"id":"' .. ARGV[4] .. '"}'
+local entry = fmt(ts) .. '-' .. fmt(seq)
+redis.call('XADD', KEYS[2], entry, 'i', ARGV[4], 'j', json)
+redis.call('ZADD', KEYS[4], ts, ARGV[1])
+redis.call('XADD', KEYS[5], 'MINID', '~', fmt(now - tonumber(ARGV[9])), entry,
+    'c', ARGV[1], 'j', json)
+return {fmt(ts), fmt(seq)}
+"""
+)
+
+# KEYS: meta, stream, marker, categories
+# ARGV: category, timestamp, event id, event JSON, max size, ttl ms
+_LOAD = (
+    _LUA_COMMON
+    + """
+local ts = tonumber(ARGV[2])
+local meta = redis.call('HMGET', KEYS[1], 'last', 'seq')
+local last = tonumber(meta[1])
+if last ~= nil and ts < last then
+    return redis.error_reply('OLDER ' .. fmt(last))
+end
+local seq = (tonumber(meta[2]) or 0)
+redis.call('HSET', KEYS[1], 'last', fmt(ts), 'taken', '0')
+local ttl = tonumber(ARGV[6])
+local now = now_ms()
+if ttl > 0 and ts <= now - ttl then return 0 end
+seq = seq + 1
+redis.call('HSET', KEYS[1], 'seq', fmt(seq))
+expire(KEYS[2], KEYS[3], ttl, now)
+local max_size = tonumber(ARGV[5])
+local size = redis.call('XLEN', KEYS[2])
+if size >= max_size then
+    local dropped = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', size - max_size + 1)
+    mark_evicted(KEYS[3], dropped[#dropped], ttl)
+    redis.call('XTRIM', KEYS[2], 'MAXLEN', max_size - 1)
+end
+redis.call('XADD', KEYS[2], fmt(ts) .. '-' .. fmt(seq), 'i', ARGV[3], 'j', ARGV[4])
+redis.call('ZADD', KEYS[4], ts, ARGV[1])
+return 1
+"""
+)
+
+# KEYS: stream1, marker1, stream2, marker2, ...   ARGV: ttl ms, first entry id
+_READ = (
+    _LUA_COMMON
+    + """
+local ttl = tonumber(ARGV[1])
+local now = now_ms()
+local result = {}
+for k = 1, #KEYS, 2 do
+    expire(KEYS[k], KEYS[k + 1], ttl, now)
+    result[#result + 1] = redis.call('XRANGE', KEYS[k], ARGV[2], '+')
+    result[#result + 1] = redis.call('HMGET', KEYS[k + 1], 'ts', 'seq', 'id')
+end
+return result
+"""
+)
+
+# KEYS: meta   ARGV: floor ts, floor seq
+_RESUME_POINT = (
+    _LUA_COMMON
+    + """
+local meta = redis.call('HMGET', KEYS[1], 'last', 'seq')
+local last = math.max(tonumber(meta[1]) or 0, tonumber(ARGV[1]), now_ms())
+local seq = math.max(tonumber(meta[2]) or 0, tonumber(ARGV[2]))
+redis.call('HSET', KEYS[1], 'last', fmt(last), 'seq', fmt(seq), 'taken', '1')
+return {fmt(last), fmt(seq)}
+"""
+)
+
+# KEYS: categories   ARGV: prefix, then pairs of category and entry id
+_REMOVE = """
+for k = 2, #ARGV, 2 do
+    local stream = ARGV[1] .. ':s:' .. ARGV[k]
+    redis.call('XDEL', stream, ARGV[k + 1])
+    if redis.call('XLEN', stream) == 0
+        and redis.call('EXISTS', ARGV[1] .. ':e:' .. ARGV[k]) == 0 then
+        redis.call('DEL', stream)
+        redis.call('ZREM', KEYS[1], ARGV[k])
+    end
+end
+return 0
+"""
+
+# KEYS: categories   ARGV: prefix, ttl ms
+_PURGE = (
+    _LUA_COMMON
+    + """
+local ttl = tonumber(ARGV[2])
+local cutoff = now_ms() - ttl
+local names = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', cutoff, 'LIMIT', 0, 1000)
+for _, name in ipairs(names) do
+    local stream = ARGV[1] .. ':s:' .. name
+    local newest = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
+    if #newest > 0 then mark_evicted(ARGV[1] .. ':e:' .. name, newest[1], ttl) end
+    redis.call('DEL', stream)
+    redis.call('ZREM', KEYS[1], name)
+end
+return #names
+"""
+)
+
+# KEYS: categories   ARGV: prefix
+_STATS = """
+local names = redis.call('ZRANGE', KEYS[1], 0, -1)
+local total = 0
+for _, name in ipairs(names) do
+    total = total + redis.call('XLEN', ARGV[1] .. ':s:' .. name)
+end
+return {#names, total}
+"""
+
+
+def _entry_position(entry_id: bytes) -> tuple[int, int]:
+    timestamp, _, sequence = entry_id.partition(b"-")
+    return int(timestamp), int(sequence)
+
+
+def _fields(fields: Sequence[bytes] | dict[bytes, bytes]) -> dict[bytes, bytes]:
+    """An entry's fields: redis-py parses them to a dict, a script returns a flat list."""
+    if isinstance(fields, dict):
+        return fields
+    return dict(zip(fields[::2], fields[1::2], strict=True))
+
+
+def _event_from_entry(
+    category: str, entry_id: bytes, fields: Sequence[bytes] | dict[bytes, bytes]
+) -> Event:
+    values = _fields(fields)
+    timestamp, sequence = _entry_position(entry_id)
+    encoded = values[b"j"]
+    decoded = orjson.loads(encoded)
+    return Event(timestamp, category, decoded["data"], uuid.UUID(decoded["id"]), sequence, encoded)
+
+
+class RedisBackend(Backend):
+    """Keeps the history in Redis, so that many processes serve one event history.
+
+    `url` is a redis-py URL. Keys live under `key_prefix`. Each process holds one
+    connection blocked on the wake-up log (re-established within about
+    `health_check_seconds` when it dies) and a small pool of at most
+    `max_connections` for requests. While Redis is unreachable, operations raise
+    `BackendUnavailable`.
+    """
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        key_prefix: str = "longpoll",
+        health_check_seconds: float = 1.0,
+        max_connections: int = 8,
+        wake_log_seconds: float = 60.0,
+    ) -> None:
+        if not key_prefix:
+            raise ValueError("key_prefix must not be empty")
+        if health_check_seconds <= 0:
+            raise ValueError("health_check_seconds must be positive")
+        if max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
+        if wake_log_seconds <= 0:
+            raise ValueError("wake_log_seconds must be positive")
+        self.url = url
+        self.key_prefix = key_prefix
+        self.health_check_seconds = health_check_seconds
+        self.max_connections = max_connections
+        self._log_keep_ms = round(wake_log_seconds * 1000)
+        self._prefix = key_prefix.encode("utf-8")
+        self._meta = self._prefix + b":meta"
+        self._log = self._prefix + b":log"
+        self._categories = self._prefix + b":categories"
+        self._max_size = 250
+        self._ttl_ms = 0
+        self._notify: Callable[[Event], None] = lambda event: None
+        # The newest (timestamp, sequence) handed to `notify`: waiters of this
+        # process have seen every event up to it.
+        self._position = (0, 0)
+        self._client: aioredis.Redis | None = None
+        self._wake: aioredis.Redis | None = None
+        self._closing = False
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def _stream(self, category: str) -> bytes:
+        return self._prefix + b":s:" + category.encode("utf-8")
+
+    def _marker(self, category: str) -> bytes:
+        return self._prefix + b":e:" + category.encode("utf-8")
+
+    def _connect(self, **kwargs: Any) -> aioredis.Redis:
+        return aioredis.Redis.from_url(
+            self.url,
+            socket_connect_timeout=2,
+            retry=Retry(NoBackoff(), 1),
+            **kwargs,
+        )
+
+    async def start(self, options: Options, notify: Callable[[Event], None]) -> None:
+        self._max_size = options.max_event_buffer_size
+        ttl = options.event_ttl_seconds
+        self._ttl_ms = 0 if ttl is None else max(1, round(ttl * 1000))
+        self._notify = notify
+        pool = aioredis.BlockingConnectionPool.from_url(
+            self.url,
+            max_connections=self.max_connections,
+            timeout=5,
+            socket_connect_timeout=2,
+            socket_timeout=10,
+            retry=Retry(NoBackoff(), 1),
+        )
+        client = self._client = aioredis.Redis(connection_pool=pool)
+        self._append_script = client.register_script(_APPEND)
+        self._load_script = client.register_script(_LOAD)
+        self._read_script = client.register_script(_READ)
+        self._resume_script = client.register_script(_RESUME_POINT)
+        self._remove_script = client.register_script(_REMOVE)
+        self._purge_script = client.register_script(_PURGE)
+        self._stats_script = client.register_script(_STATS)
+        async with self._unavailable_as_error():
+            last, sequence = await client.hmget(self._meta, ["last", "seq"])
+        self._position = (int(last or 0), int(sequence or 0))
+        self._tasks.append(asyncio.create_task(self._listen()))
+        if ttl is not None:
+            self._tasks.append(asyncio.create_task(self._purge_periodically(min(ttl, 1.0))))
+
+    async def close(self) -> None:
+        # redis-py does not always give up a blocked read when its task is cancelled,
+        # so the wake-up connection is closed under the listener, which then stops.
+        self._closing = True
+        wake = self._wake
+        if wake is not None and wake.connection is not None:
+            await wake.connection.disconnect(nowait=True)
+        for task in self._tasks:
+            if task is not self._tasks[0]:
+                task.cancel()
+        _, pending = await asyncio.wait(self._tasks, timeout=self.health_check_seconds + 3)
+        for task in pending:
+            logger.warning("a Redis backend task did not stop: %r", task)
+            task.cancel()
+        self._tasks.clear()
+        if self._client is not None:
+            await self._client.aclose(close_connection_pool=True)
+            self._client = None
+
+    @contextlib.asynccontextmanager
+    async def _unavailable_as_error(self) -> AsyncIterator[None]:
+        try:
+            yield
+        except _UNAVAILABLE as exc:
+            raise BackendUnavailable(f"Redis is unavailable: {exc}") from exc
+
+    def _redis(self) -> aioredis.Redis:
+        if self._client is None:
+            raise BackendUnavailable("the Redis backend is not started")
+        return self._client
+
+    async def append(self, category: str, data: Any, data_json: bytes) -> Event:
+        self._redis()
+        event_id = uuid.uuid4()
+        async with self._unavailable_as_error():
+            timestamp, sequence = await self._append_script(
+                keys=[self._meta, self._stream(category), self._marker(category),
+                      self._categories, self._log],
+                args=[category, orjson.dumps(category), data_json, str(event_id),
+                      self._max_size, self._ttl_ms, *self._position, self._log_keep_ms],
+            )  # fmt: skip
+        # The waiters (of this process too) are woken by the log listener, in order.
+        return Event.create(
+            timestamp=int(timestamp),
+            category=category,
+            data=data,
+            data_json=data_json,
+            sequence=int(sequence),
+            event_id=event_id,
+        )
+
+    async def load(self, event: Event) -> None:
+        self._redis()
+        try:
+            async with self._unavailable_as_error():
+                await self._load_script(
+                    keys=[self._meta, self._stream(event.category),
+                          self._marker(event.category), self._categories],
+                    args=[event.category, event.timestamp, str(event.id), event.json,
+                          self._max_size, self._ttl_ms],
+                )  # fmt: skip
+        except ResponseError as exc:
+            if "OLDER" not in str(exc):
+                raise
+            raise ValueError(
+                f"event {event.id} of category {event.category!r} (timestamp "
+                f"{event.timestamp}) is older than the newest event stored: events "
+                "must be loaded oldest first"
+            ) from None
+
+    async def read(self, subscription: Subscription) -> ReadResult:
+        since = subscription.since_time
+        if since is None:
+            return ReadResult([])
+        names = list(dict.fromkeys(subscription.categories))
+        keys: list[bytes] = []
+        for name in names:
+            keys += [self._stream(name), self._marker(name)]
+        first = "-" if since < 0 else f"{since}-0"
+        async with self._unavailable_as_error():
+            replies = await self._read_script(keys=keys, args=[self._ttl_ms, first])
+        per_category: list[list[Event]] = []
+        markers: list[tuple[int, int, uuid.UUID]] = []
+        for index, name in enumerate(names):
+            entries, marker = replies[2 * index], replies[2 * index + 1]
+            per_category.append([_event_from_entry(name, eid, f) for eid, f in entries])
+            if marker[0] is not None:
+                markers.append((int(marker[0]), int(marker[1]), uuid.UUID(marker[2].decode())))
+        cut = _cut(per_category, markers, since, subscription.last_id)
+        missed = since >= 0 and any((ts, seq) > cut for ts, seq, _ in markers)
+        events = [e for events in per_category for e in events if (e.timestamp, e.sequence) > cut]
+        if len(names) > 1:
+            events.sort(key=lambda e: e.sequence)
+        return ReadResult(events, missed)
+
+    async def remove(self, events: Sequence[Event]) -> None:
+        args: list[Any] = [self._prefix]
+        for event in events:
+            args += [event.category, f"{event.timestamp}-{event.sequence}"]
+        async with self._unavailable_as_error():
+            await self._remove_script(keys=[self._categories], args=args)
+
+    async def resume_point(self) -> int:
+        async with self._unavailable_as_error():
+            last, _ = await self._resume_script(keys=[self._meta], args=[*self._position])
+        return int(last)
+
+    async def resume_after_wait(self, categories: Sequence[str]) -> tuple[int, list[Event]]:
+        # Taken before any await: the waiter saw every event up to this position.
+        seen = self._position
+        try:
+            async with self._unavailable_as_error():
+                last, sequence = await self._resume_script(keys=[self._meta], args=[*seen])
+        except BackendUnavailable:
+            # No safe point can be agreed with Redis: one just before what this
+            # process saw may repeat events of that millisecond but loses none.
+            logger.warning("Redis unavailable: answering a waiter with a local resume point")
+            return seen[0] - 1, []
+        if int(sequence) <= seen[1]:
+            return int(last), []
+        # Events stored in Redis but not yet delivered here: the waiter must get them,
+        # or a client resuming from `last` would skip them.
+        names = list(dict.fromkeys(categories))
+        late: list[Event] = []
+        async with self._unavailable_as_error(), self._redis().pipeline(False) as pipe:
+            for name in names:
+                pipe.xrange(self._stream(name), f"({seen[0]}-{seen[1]}", "+")
+            replies = await pipe.execute()
+        for name, entries in zip(names, replies, strict=True):
+            late += [_event_from_entry(name, eid, fields) for eid, fields in entries]
+        if not late:
+            return int(last), []
+        late.sort(key=lambda e: e.sequence)
+        return late[-1].timestamp, late
+
+    async def stats(self) -> BackendStats:
+        async with self._unavailable_as_error():
+            categories, buffered = await self._stats_script(
+                keys=[self._categories], args=[self._prefix]
+            )
+        return BackendStats(categories=int(categories), buffered_events=int(buffered))
+
+    async def _listen(self) -> None:
+        """Wake this process's waiters from the log, over one connection, forever."""
+        block_ms = round(self.health_check_seconds * 1000)
+        while not self._closing:
+            connection = self._wake = self._connect(
+                single_connection_client=True,
+                socket_timeout=self.health_check_seconds + 2,
+                client_name=WAKE_CLIENT_NAME,
+            )
+            try:
+                while not self._closing:
+                    after = f"{self._position[0]}-{self._position[1]}"
+                    reply: Any = await connection.xread(
+                        {self._log: after}, count=1000, block=block_ms
+                    )
+                    streams = reply.items() if isinstance(reply, dict) else reply or ()
+                    for _, entries in streams:
+                        for entry_id, fields in entries:
+                            self._deliver(entry_id, fields)
+            except (*_UNAVAILABLE, RedisError) as exc:
+                if self._closing:
+                    return
+                logger.warning("wake-up connection to Redis lost (%s): reconnecting", exc)
+                await asyncio.sleep(min(1.0, self.health_check_seconds))
+            except Exception:
+                # Never go deaf: a surprise is logged and the listener starts over.
+                logger.exception("wake-up listener failed: restarting it")
+                await asyncio.sleep(min(1.0, self.health_check_seconds))
+            finally:
+                with contextlib.suppress(Exception):
+                    await connection.aclose()
+
+    def _deliver(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
+        values = _fields(fields)
+        event = _event_from_entry(values[b"c"].decode("utf-8"), entry_id, values)
+        self._position = (event.timestamp, event.sequence)
+        try:
+            self._notify(event)
+        except Exception:
+            logger.exception("waking waiters failed for event %s", event.id)
+
+    async def _purge_periodically(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            # An outage is reported by the wake-up listener.
+            with contextlib.suppress(*_UNAVAILABLE):
+                await self._purge_script(keys=[self._categories], args=[self._prefix, self._ttl_ms])
+
+
+def _cut(
+    per_category: list[list[Event]],
+    markers: list[tuple[int, int, uuid.UUID]],
+    since: int,
+    last_id: uuid.UUID | None,
+) -> tuple[int, int]:
+    """The position after which events are returned (as the memory backend does)."""
+    if last_id is None:
+        return (since, _AFTER_ALL_OF_A_MILLISECOND)
+    for events in per_category:
+        for event in events:
+            if event.timestamp != since:
+                break
+            if event.id == last_id:
+                return (event.timestamp, event.sequence)
+    for timestamp, sequence, event_id in markers:
+        if event_id == last_id and timestamp == since:
+            return (timestamp, sequence)
+    return (since, -1)
