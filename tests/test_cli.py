@@ -42,6 +42,9 @@ def test_help_explains_every_flag() -> None:
         "--max-body",
         "--max-categories",
         "--log-level",
+        "--persist",
+        "--redis",
+        "--workers",
     ]:
         assert flag in serve.stdout
 
@@ -57,6 +60,9 @@ def test_help_explains_every_flag() -> None:
         (["--publish-path", "/events"], "two endpoints share the path '/events'"),
         (["--subscribe-path", "/stats"], "two endpoints share the path '/stats'"),
         (["--no-such-flag"], "unrecognized arguments"),
+        (["--workers", "2"], "--workers above 1 needs --redis"),
+        (["--workers", "0"], "--workers must be at least 1"),
+        (["--redis", "redis://127.0.0.1:1/0", "--persist", "f"], "--persist is for the memory"),
     ],
 )
 def test_bad_flags_exit_with_a_one_line_reason(flags: list[str], reason: str) -> None:

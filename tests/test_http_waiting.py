@@ -41,7 +41,10 @@ async def test_disconnect_while_waiting_leaves_nothing(make_server: ServerFactor
         for _, writer in connections:
             writer.close()
         await wait_for_waiters(server.manager, 0)
-        assert len(asyncio.all_tasks()) < 10, "a task per waiter was left behind"
+        # Their request tasks end too (a few may still be finishing).
+        async with asyncio.timeout(5):
+            while len(asyncio.all_tasks()) >= 10:
+                await asyncio.sleep(0.01)
         # Publishing afterwards reaches nobody and breaks nothing.
         event = await server.manager.publish("c", "after")
         assert (await server.manager.stats()).buffered_events == 1

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import multiprocessing
 import os
+import signal
+import socket
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, NoReturn
@@ -17,6 +20,7 @@ from longpoll.options import Options
 
 if TYPE_CHECKING:
     from longpoll.addons.base import AddOn
+    from longpoll.asgi import LongpollApp
     from longpoll.client import Client, Since
 
 _DEFAULTS = Options()
@@ -106,6 +110,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --persist: on start, rewrite FILE with only the events still kept",
     )
     serve.add_argument(
+        "--redis",
+        metavar="URL",
+        help="keep events in Redis (e.g. redis://127.0.0.1:6379/0) instead of in memory, "
+        "so that several workers and machines serve one event history",
+    )
+    serve.add_argument(
+        "--redis-prefix",
+        default="longpoll",
+        help="with --redis: prefix of every Redis key",
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes sharing the port (above 1 needs --redis)",
+    )
+    serve.add_argument(
         "--log-level",
         default="info",
         choices=["debug", "info", "warning", "error"],
@@ -179,36 +200,28 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    from longpoll.asgi import LongpollApp
-    from longpoll.manager import LongpollManager
-    from longpoll.server import bind_socket, serve
+    from longpoll.server import bind_socket
 
-    addon = _persistor(parser, args)
     paths = {"--subscribe-path": args.subscribe_path, "--publish-path": args.publish_path}
     for flag, path in paths.items():
         if not path.startswith("/"):
             parser.error(f"{flag} must start with '/'")
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
+    if args.workers > 1 and args.redis is None:
+        parser.error(
+            "--workers above 1 needs --redis: with the memory backend each worker would "
+            "keep its own events, and a subscriber would miss those published to another"
+        )
+    if args.redis is not None and args.persist is not None:
+        parser.error("--persist is for the memory backend: with --redis, Redis keeps the events")
+    addon = _persistor(parser, args)
     try:
-        options = Options(
-            max_longpoll_timeout_seconds=args.max_timeout,
-            max_event_buffer_size=args.max_buffer,
-            event_ttl_seconds=args.ttl,
-            delete_event_after_first_retrieval=args.delete_after_first,
-            max_publish_body_bytes=args.max_body,
-            max_categories_per_request=args.max_categories,
-            addon=addon,
-        )
-        app = LongpollApp(
-            LongpollManager(options),
-            subscribe_path=args.subscribe_path,
-            publish_path=args.publish_path,
-        )
+        app = _build_app(args, addon)
     except ValueError as exc:
         parser.error(str(exc))
 
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    _configure_logging(args)
     try:
         sock = bind_socket(args.host, args.port)
     except OSError as exc:
@@ -216,14 +229,86 @@ def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         print(f"longpoll: cannot listen on {args.host}:{args.port}: {reason}", file=sys.stderr)
         return 1
     try:
-        import uvloop
-
-        # uvicorn's own start-up chatter only at debug: longpoll logs where it listens.
-        uvicorn_level = "debug" if args.log_level == "debug" else "warning"
-        uvloop.run(serve(app, sock, log_level=uvicorn_level))
+        if args.workers == 1:
+            _run_server(app, sock, args)
+            return 0
+        return _run_workers(args, sock)
     finally:
         sock.close()
-    return 0
+
+
+def _build_app(args: argparse.Namespace, addon: AddOn | None) -> LongpollApp:
+    """The app that `longpoll serve` runs, from its flags; raises ValueError for bad ones."""
+    from longpoll.asgi import LongpollApp
+    from longpoll.backends import Backend, MemoryBackend
+    from longpoll.manager import LongpollManager
+
+    options = Options(
+        max_longpoll_timeout_seconds=args.max_timeout,
+        max_event_buffer_size=args.max_buffer,
+        event_ttl_seconds=args.ttl,
+        delete_event_after_first_retrieval=args.delete_after_first,
+        max_publish_body_bytes=args.max_body,
+        max_categories_per_request=args.max_categories,
+        addon=addon,
+    )
+    backend: Backend = MemoryBackend()
+    if args.redis is not None:
+        from longpoll.backends.redis import RedisBackend
+
+        backend = RedisBackend(args.redis, key_prefix=args.redis_prefix)
+    return LongpollApp(
+        LongpollManager(options, backend=backend),
+        subscribe_path=args.subscribe_path,
+        publish_path=args.publish_path,
+    )
+
+
+def _configure_logging(args: argparse.Namespace) -> None:
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+def _run_server(app: LongpollApp, sock: socket.socket, args: argparse.Namespace) -> None:
+    import uvloop
+
+    from longpoll.server import serve
+
+    # uvicorn's own start-up chatter only at debug: longpoll logs where it listens.
+    uvicorn_level = "debug" if args.log_level == "debug" else "warning"
+    uvloop.run(serve(app, sock, log_level=uvicorn_level))
+
+
+def _run_worker(args: argparse.Namespace, sock: socket.socket) -> None:
+    """One of `--workers` server processes (started fresh, so it builds its own app)."""
+    # Its own process group: a Ctrl-C in the terminal reaches only the parent,
+    # which passes one SIGTERM on, so each worker shuts down gracefully once.
+    os.setsid()
+    _configure_logging(args)
+    _run_server(_build_app(args, addon=None), sock, args)
+
+
+def _run_workers(args: argparse.Namespace, sock: socket.socket) -> int:
+    """Run `--workers` processes on the shared listening socket until SIGINT/SIGTERM."""
+    context = multiprocessing.get_context("spawn")
+    workers = [
+        context.Process(target=_run_worker, args=(args, sock), name=f"longpoll-worker-{n}")
+        for n in range(args.workers)
+    ]
+    for worker in workers:
+        worker.start()
+
+    def stop(signum: int, frame: object) -> None:
+        for worker in workers:
+            if worker.pid is not None and worker.is_alive():
+                os.kill(worker.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    for worker in workers:
+        worker.join()
+    return 0 if all(worker.exitcode == 0 for worker in workers) else 1
 
 
 def _persistor(parser: argparse.ArgumentParser, args: argparse.Namespace) -> AddOn | None:

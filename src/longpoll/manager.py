@@ -234,6 +234,9 @@ class LongpollManager:
         await self._waiters.wait(waiter, subscription.timeout_seconds, disconnected)
         if waiter.events:
             return Batch(waiter.events, waiter.events[-1].timestamp, missed)
+        if disconnected is not None and disconnected.done():
+            # The subscriber is gone and reads no answer: no resume point to take.
+            return Batch([], 0, missed)
         timestamp, late = await self._backend.resume_after_wait(subscription.categories)
         if late:
             return Batch(late, late[-1].timestamp, missed, closing=waiter.closing)

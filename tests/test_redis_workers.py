@@ -1,0 +1,96 @@
+"""`longpoll serve --redis URL --workers N`: several processes, one event history."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator
+
+import orjson
+import redis.asyncio as aioredis
+
+from longpoll.backends.redis import WAKE_CLIENT_NAME
+from tests.redis_server import RedisServer
+from tests.servers import serve_process
+
+
+class Connections:
+    """Raw HTTP/1.1 requests, each on a new connection, all closed at the end."""
+
+    def __init__(self, url: str) -> None:
+        host, port = url.removeprefix("http://").split(":")
+        self.address = (host, int(port))
+        self.writers: list[asyncio.StreamWriter] = []
+
+    async def request(self, head: str, body: bytes = b"") -> asyncio.StreamReader:
+        """Send `head` (method and target) and `body`; the answer is left to read."""
+        reader, writer = await asyncio.open_connection(*self.address)
+        self.writers.append(writer)
+        writer.write(f"{head} HTTP/1.1\r\nHost: t\r\nContent-Length: {len(body)}\r\n\r\n".encode())
+        writer.write(body)
+        await writer.drain()
+        return reader
+
+
+@contextlib.asynccontextmanager
+async def connections(url: str) -> AsyncIterator[Connections]:
+    opened = Connections(url)
+    try:
+        yield opened
+    finally:
+        for writer in opened.writers:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+
+async def read_body(reader: asyncio.StreamReader) -> bytes:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":")[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    return await reader.readexactly(length)
+
+
+async def wake_connections(redis_url: str) -> int:
+    client = aioredis.from_url(redis_url)
+    try:
+        clients = await client.client_list()
+    finally:
+        await client.aclose()
+    return sum(1 for entry in clients if entry.get("name") == WAKE_CLIENT_NAME)
+
+
+async def test_two_workers_share_one_history(redis_server: RedisServer) -> None:
+    flags = ["--redis", redis_server.url, "--redis-prefix", "workers-test", "--workers", "2"]
+    with serve_process(*flags) as server:
+        async with asyncio.timeout(20), connections(server.url) as http:
+            # Each worker holds exactly one wake-up connection, whatever its waiters.
+            while await wake_connections(redis_server.url) != 2:
+                await asyncio.sleep(0.05)
+            # The kernel spreads these connections over both workers.
+            subscribers = [
+                await http.request("GET /events?category=shared&timeout=30") for _ in range(40)
+            ]
+            # Each worker counts only its own waiters: a count between 0 and 40
+            # shows that both workers hold some.
+            counts = []
+            for _ in range(50):
+                stats = orjson.loads(await read_body(await http.request("GET /stats")))
+                counts.append(stats["waiting_subscribers"])
+                if 0 < counts[-1] < 40:
+                    break
+                await asyncio.sleep(0.02)
+            assert 0 < counts[-1] < 40, f"one worker holds every subscriber: {counts}"
+            body = b'{"category": "shared", "data": "to all"}'
+            published = orjson.loads(await read_body(await http.request("POST /publish", body)))
+            answers = await asyncio.gather(*(read_body(reader) for reader in subscribers))
+        for answer in answers:
+            assert orjson.loads(answer)["events"][0]["id"] == published["id"]
+        assert await wake_connections(redis_server.url) == 2
+        code, output = server.stop(signal.SIGTERM)
+    assert code == 0, output
+    assert "Traceback" not in output
