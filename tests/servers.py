@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from typing import Literal
 
 import httpx
 import uvicorn
@@ -58,6 +59,39 @@ class _TestServer(uvicorn.Server):
 
 
 @contextlib.asynccontextmanager
+async def _uvicorn(
+    app: Callable[..., Awaitable[None]],
+    port: int,
+    *,
+    lifespan: Literal["on", "off"],
+    portable: bool = False,
+) -> AsyncIterator[tuple[uvicorn.Server, str]]:
+    """Run uvicorn for `app` on `port` (0: a free one) as a task of this loop."""
+    sock = bind_socket("127.0.0.1", port)
+    config = uvicorn.Config(
+        app,
+        http=HttpToolsProtocol if portable else LongpollHttpProtocol,
+        loop="none",
+        lifespan=lifespan,
+        access_log=False,
+        log_config=None,
+        log_level="warning",
+    )
+    server = _TestServer(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.005)
+        yield server, f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)
+        sock.close()
+
+
+@contextlib.asynccontextmanager
 async def serve_app(
     app: Callable[..., Awaitable[None]],
     manager: LongpollManager | None = None,
@@ -73,30 +107,11 @@ async def serve_app(
     if manager is None:
         assert isinstance(app, LongpollApp)
         manager = app.manager
-    sock = bind_socket("127.0.0.1", 0)
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app,
-        http=HttpToolsProtocol if portable else LongpollHttpProtocol,
-        loop="none",
-        lifespan="on",
-        access_log=False,
-        log_config=None,
-        log_level="warning",
-    )
-    server = _TestServer(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.005)
-        yield RunningServer(f"http://127.0.0.1:{port}", manager, server)
-    finally:
-        manager.begin_shutdown()
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
-        sock.close()
+    async with _uvicorn(app, 0, lifespan="on", portable=portable) as (server, url):
+        try:
+            yield RunningServer(url, manager, server)
+        finally:
+            manager.begin_shutdown()
 
 
 @contextlib.asynccontextmanager
@@ -110,32 +125,14 @@ async def serve_until_crash(
     it stops listening, then cuts every connection, waiting polls included (in
     that order, or a client's retry could get in and wait).
     """
-    sock = bind_socket("127.0.0.1", port)
-    config = uvicorn.Config(
-        app,
-        http=LongpollHttpProtocol,
-        loop="none",
-        lifespan="off",
-        access_log=False,
-        log_config=None,
-        log_level="warning",
-    )
-    server = _TestServer(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.005)
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        for listener in server.servers:
-            listener.close()
-        for connection in list(server.server_state.connections):
-            connection.transport.close()
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
-        sock.close()
+    async with _uvicorn(app, port, lifespan="off") as (server, url):
+        try:
+            yield url
+        finally:
+            for listener in server.servers:
+                listener.close()
+            for connection in list(server.server_state.connections):
+                connection.transport.close()
 
 
 @dataclass
