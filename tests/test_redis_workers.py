@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import resource
 import signal
 from collections.abc import AsyncIterator
 
@@ -94,3 +95,61 @@ async def test_two_workers_share_one_history(redis_server: RedisServer) -> None:
         code, output = server.stop(signal.SIGTERM)
     assert code == 0, output
     assert "Traceback" not in output
+
+
+async def redis_connections(redis_url: str) -> int:
+    client = aioredis.from_url(redis_url)
+    try:
+        return len(await client.client_list()) - 1  # not counting this one
+    finally:
+        await client.aclose()
+
+
+def raise_file_limit(needed: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < needed:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(needed, hard), hard))
+
+
+async def test_servers_on_two_ports_serve_one_history(redis_server: RedisServer) -> None:
+    per_server = 2500
+    raise_file_limit(4 * per_server + 1000)  # ours and, inherited, the servers'
+    flags = ["--redis", redis_server.url, "--redis-prefix", "two-ports"]
+    with serve_process(*flags) as first, serve_process(*flags) as second:
+        async with (
+            asyncio.timeout(60),
+            connections(first.url) as on_first,
+            connections(second.url) as on_second,
+        ):
+            subscribers = [
+                await opened.request("GET /events?category=both&timeout=50")
+                for opened in (on_first, on_second)
+                for _ in range(per_server)
+            ]
+            for opened in (on_first, on_second):
+                while True:
+                    stats = orjson.loads(await read_body(await opened.request("GET /stats")))
+                    if stats["waiting_subscribers"] == per_server:
+                        break
+                    await asyncio.sleep(0.05)
+            # 5,000 waiting subscribers: a handful of Redis connections per process.
+            assert await redis_connections(redis_server.url) <= 2 * 10
+            body = b'{"category": "both", "data": "once"}'
+            published = orjson.loads(await read_body(await on_first.request("POST /publish", body)))
+            answers = await asyncio.gather(*(read_body(reader) for reader in subscribers))
+            for answer in answers:
+                assert orjson.loads(answer)["events"][0]["id"] == published["id"]
+
+            # Resuming on either server from the first event gives the same sequence.
+            later = [
+                orjson.loads(await read_body(await on_second.request("POST /publish", body)))
+                for _ in range(3)
+            ]
+            query = f"category=both&timeout=1&since_time={published['timestamp']}"
+            query += f"&last_id={published['id']}"
+            resumed = [
+                orjson.loads(await read_body(await opened.request(f"GET /events?{query}")))
+                for opened in (on_first, on_second)
+            ]
+        assert resumed[0] == resumed[1]
+        assert [event["id"] for event in resumed[0]["events"]] == [p["id"] for p in later]
