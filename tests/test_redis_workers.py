@@ -6,9 +6,11 @@ import asyncio
 import contextlib
 import resource
 import signal
+import time
 from collections.abc import AsyncIterator
 
 import orjson
+import psutil
 import redis.asyncio as aioredis
 
 from longpoll.backends.redis import WAKE_CLIENT_NAME
@@ -153,3 +155,20 @@ async def test_servers_on_two_ports_serve_one_history(redis_server: RedisServer)
             ]
         assert resumed[0] == resumed[1]
         assert [event["id"] for event in resumed[0]["events"]] == [p["id"] for p in later]
+
+
+def test_workers_stop_when_their_parent_is_killed(redis_server: RedisServer) -> None:
+    flags = ["--redis", redis_server.url, "--redis-prefix", "orphans", "--workers", "2"]
+    with serve_process(*flags) as server:
+        parent = psutil.Process(server.process.pid)
+        deadline = time.monotonic() + 10
+        while True:
+            workers = [p for p in parent.children() if "spawn_main" in " ".join(p.cmdline())]
+            if len(workers) == 2:
+                break
+            assert time.monotonic() < deadline, "the workers did not start"
+            time.sleep(0.05)
+        code, _ = server.stop(signal.SIGKILL)
+        assert code == -signal.SIGKILL
+        _, alive = psutil.wait_procs(workers, timeout=10)
+        assert alive == [], "workers outlived their parent"

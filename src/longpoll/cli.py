@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import multiprocessing
 import os
@@ -273,11 +274,28 @@ def _configure_logging(args: argparse.Namespace) -> None:
 def _run_server(app: LongpollApp, sock: socket.socket, args: argparse.Namespace) -> None:
     import uvloop
 
+    uvloop.run(_serve_until_stopped(app, sock, args))
+
+
+async def _serve_until_stopped(
+    app: LongpollApp, sock: socket.socket, args: argparse.Namespace
+) -> None:
     from longpoll.server import serve
 
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        # A worker stops by itself if its parent dies without passing a SIGTERM on
+        # (killed with SIGKILL, say): the parent's sentinel becomes readable then.
+        loop = asyncio.get_running_loop()
+
+        def parent_gone() -> None:
+            loop.remove_reader(parent.sentinel)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        loop.add_reader(parent.sentinel, parent_gone)
     # uvicorn's own start-up chatter only at debug: longpoll logs where it listens.
     uvicorn_level = "debug" if args.log_level == "debug" else "warning"
-    uvloop.run(serve(app, sock, log_level=uvicorn_level))
+    await serve(app, sock, log_level=uvicorn_level)
 
 
 def _run_worker(args: argparse.Namespace, sock: socket.socket) -> None:
