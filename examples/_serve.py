@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import uvloop
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
+from starlette.routing import Route
 
 import longpoll.server
-from longpoll import LongpollManager
+from longpoll import BrowserClientHandler, LongpollManager, PublishHandler, SubscribeHandler
 from longpoll.server import bind_socket
 
 HOST = "127.0.0.1"
@@ -35,6 +38,26 @@ def page(path: Path) -> Callable[[Request], Any]:
         return HTMLResponse(html)
 
     return endpoint
+
+
+def page_app(path: Path, manager: LongpollManager) -> Starlette:
+    """The HTML page at `path` served at `/`, the long-polling endpoints and the
+    browser client; the app's lifespan runs `manager`."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with manager:
+            yield
+
+    return Starlette(
+        routes=[
+            Route("/", page(path)),
+            Route("/events", SubscribeHandler(manager)),
+            Route("/publish", PublishHandler(manager)),
+            Route("/longpoll.js", BrowserClientHandler()),
+        ],
+        lifespan=lifespan,
+    )
 
 
 def serve(

@@ -9,21 +9,15 @@ the page was told is saved.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 from starlette.applications import Starlette
-from starlette.routing import Route
 
-from examples._serve import page
+from examples._serve import page_app
 from longpoll import (
-    BrowserClientHandler,
     FilePersistor,
     LongpollManager,
     Options,
-    PublishHandler,
-    SubscribeHandler,
 )
 
 DEFAULT_PORT = 8104
@@ -39,18 +33,4 @@ def new_manager(path: str) -> LongpollManager:
 
 def make_app(manager: LongpollManager) -> Starlette:
     """The guestbook page at `/` and the endpoints."""
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with manager:  # loads the file on start, writes the rest on shutdown
-            yield
-
-    return Starlette(
-        routes=[
-            Route("/", page(PAGE)),
-            Route("/events", SubscribeHandler(manager)),
-            Route("/publish", PublishHandler(manager)),
-            Route("/longpoll.js", BrowserClientHandler()),
-        ],
-        lifespan=lifespan,
-    )
+    return page_app(PAGE, manager)

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 from starlette.applications import Starlette
-from starlette.routing import Route
 
-from examples._serve import page
+from examples._serve import page_app
 from longpoll import (
-    BrowserClientHandler,
     LongpollManager,
     Options,
-    PublishHandler,
-    SubscribeHandler,
 )
 
 DEFAULT_PORT = 8105
@@ -28,21 +22,7 @@ def make_app(manager: LongpollManager) -> Starlette:
     Each room is a category, `room:<name>`; a message is `{"name": ..., "text": ...}`.
     The server keeps the last 100 messages of each room for an hour.
     """
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with manager:
-            yield
-
-    return Starlette(
-        routes=[
-            Route("/", page(PAGE)),
-            Route("/events", SubscribeHandler(manager)),
-            Route("/publish", PublishHandler(manager)),
-            Route("/longpoll.js", BrowserClientHandler()),
-        ],
-        lifespan=lifespan,
-    )
+    return page_app(PAGE, manager)
 
 
 def new_manager() -> LongpollManager:

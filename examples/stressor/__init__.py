@@ -8,20 +8,14 @@ with the Python client.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 from starlette.applications import Starlette
-from starlette.routing import Route
 
-from examples._serve import page
+from examples._serve import page_app
 from longpoll import (
-    BrowserClientHandler,
     LongpollManager,
     Options,
-    PublishHandler,
-    SubscribeHandler,
 )
 
 DEFAULT_PORT = 8106
@@ -36,18 +30,4 @@ def new_manager() -> LongpollManager:
 
 def make_app(manager: LongpollManager) -> Starlette:
     """The counting page at `/` and the endpoints."""
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with manager:
-            yield
-
-    return Starlette(
-        routes=[
-            Route("/", page(PAGE)),
-            Route("/events", SubscribeHandler(manager)),
-            Route("/publish", PublishHandler(manager)),
-            Route("/longpoll.js", BrowserClientHandler()),
-        ],
-        lifespan=lifespan,
-    )
+    return page_app(PAGE, manager)
