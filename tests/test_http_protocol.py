@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import uuid
 from typing import Any
 
@@ -309,3 +310,29 @@ async def test_unknown_path_is_404_json(client: httpx.AsyncClient) -> None:
     response = await client.get("/nope")
     assert response.status_code == 404
     assert "error" in response.json()
+
+
+async def test_requests_leave_no_garbage_cycles(server: RunningServer) -> None:
+    """Served requests are freed by reference counting: a cycle per request would make
+    the cyclic collector scan and free every request, with long pauses under load."""
+    async with http_client(server.url) as client:
+        await publish(client, "warm", 0)  # connection and first-use allocations
+        gc.collect()
+        gc.disable()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            for n in range(20):
+                await publish(client, "news", n)
+                await poll(client, category="news", since_time=-1)
+            await publish(client, "news", "woken")
+            gc.collect()
+            leaked = [
+                type(obj).__qualname__
+                for obj in gc.garbage
+                if type(obj).__module__.startswith(("longpoll", "uvicorn"))
+            ]
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+            gc.enable()
+    assert leaked == []

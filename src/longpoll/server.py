@@ -9,6 +9,7 @@ import gc
 import logging
 import signal
 import socket
+import weakref
 from collections.abc import Iterator
 from http import HTTPStatus
 from typing import Any, cast
@@ -31,10 +32,12 @@ class _UvicornHooks(ServerHooks):
     cycle's `send` does for a `http.response.start` and a final body message.
     """
 
-    __slots__ = ("_future", "cycle", "lost")
+    __slots__ = ("_cycle", "_future", "lost")
 
     def __init__(self) -> None:
-        self.cycle: RequestResponseCycle | None = None
+        # Weak, because the cycle holds the scope that holds these hooks: a strong
+        # reference would make each request a garbage cycle for the collector.
+        self._cycle: weakref.ref[RequestResponseCycle] | None = None
         self.lost = False
         self._future: asyncio.Future[None] | None = None
 
@@ -54,8 +57,12 @@ class _UvicornHooks(ServerHooks):
         if self._future is not None and not self._future.done():
             self._future.set_result(None)
 
+    def attach(self, cycle: RequestResponseCycle) -> None:
+        """Tie these hooks to the request's cycle (alive while its app runs)."""
+        self._cycle = weakref.ref(cycle)
+
     def respond(self, status: int, head: bytes, body: bytes) -> None:
-        cycle = self.cycle
+        cycle = self._cycle() if self._cycle is not None else None
         assert cycle is not None, "the request's cycle is set before its app runs"
         if cycle.disconnected:
             return
@@ -99,7 +106,7 @@ class LongpollHttpProtocol(HttpToolsProtocol):
         scope.setdefault("extensions", {})[HOOKS_EXTENSION] = hooks
         super().on_headers_complete()
         # The app runs in a task that starts later, so the cycle is set in time.
-        hooks.cycle = self.cycle
+        hooks.attach(self.cycle)
 
     def connection_lost(self, exc: Exception | None) -> None:
         cycle = self.cycle
