@@ -41,6 +41,10 @@ class ServerHooks(ABC):
     def respond(self, status: int, head: bytes, body: bytes) -> None:
         """Write a whole response; `head` holds header lines, each ending in CRLF."""
 
+    @abstractmethod
+    def received_body(self) -> bytes | None:
+        """The whole request body if it has already arrived, else None."""
+
 
 class Channel:
     """Sends the JSON response of one request and tells whether its client left."""
@@ -67,6 +71,11 @@ class Channel:
     async def send_error(self, status: int, message: str, extra_headers: Headers = ()) -> None:
         """Send `{"error": message}` with `status`."""
         await self.send_json(status, orjson.dumps({"error": message}), extra_headers)
+
+    def received_body(self) -> bytes | None:
+        """The whole request body if the server already holds it, else None (then
+        read it from `receive`)."""
+        return self._hooks.received_body() if self._hooks is not None else None
 
     def disconnect_future(self) -> asyncio.Future[Any]:
         """A future done once the client has gone away (watching starts at the first call)."""

@@ -30,6 +30,11 @@ class BodyError(Exception):
         self.message = message
 
 
+def body_too_large(limit: int) -> BodyError:
+    """The 413 error for a body over `limit` bytes."""
+    return BodyError(413, f"request body is larger than {limit} bytes")
+
+
 def header(scope: Scope, name: bytes) -> bytes | None:
     """The first value of request header `name` (lower case), if any."""
     for key, value in scope["headers"]:
@@ -46,7 +51,7 @@ async def read_body(scope: Scope, receive: Receive, limit: int, time_limit: floa
     """
     declared = header(scope, b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyError(413, f"request body is larger than {limit} bytes")
+        raise body_too_large(limit)
     chunks: list[bytes] = []
     size = 0
     try:
@@ -58,7 +63,7 @@ async def read_body(scope: Scope, receive: Receive, limit: int, time_limit: floa
                 chunk = message.get("body", b"")
                 size += len(chunk)
                 if size > limit:
-                    raise BodyError(413, f"request body is larger than {limit} bytes")
+                    raise body_too_large(limit)
                 chunks.append(chunk)
                 if not message.get("more_body", False):
                     return b"".join(chunks)

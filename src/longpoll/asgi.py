@@ -8,7 +8,15 @@ from typing import Any
 import orjson
 
 from longpoll._channel import Channel
-from longpoll._http import ASGIApp, BodyError, Receive, Scope, Send, read_body
+from longpoll._http import (
+    ASGIApp,
+    BodyError,
+    Receive,
+    Scope,
+    Send,
+    body_too_large,
+    read_body,
+)
 from longpoll.browser import BrowserClientHandler
 from longpoll.errors import BackendUnavailable, InvalidRequest, ManagerClosed, PersistenceFailed
 from longpoll.event import check_category
@@ -24,7 +32,7 @@ def encode_batch(batch: Batch) -> bytes:
     """The response body for `batch`, joined from the events' pre-encoded JSON."""
     missed = b',"missed":true' if batch.missed else b""
     if batch.events:
-        return b'{"events":[%b]%b}' % (b",".join(event.json for event in batch.events), missed)
+        return b'{"events":[%b]%b}' % (b",".join([event.json for event in batch.events]), missed)
     return b'{"timeout":"no events before timeout","timestamp":%d%b}' % (
         batch.timestamp,
         missed,
@@ -92,9 +100,13 @@ class PublishHandler:
         if scope["method"] != "POST":
             await channel.send_error(405, "use POST to publish", [(b"allow", b"POST")])
             return
+        limit = self.manager.options.max_publish_body_bytes
+        body = channel.received_body()
         try:
-            limit = self.manager.options.max_publish_body_bytes
-            body = await read_body(scope, receive, limit, self.body_timeout_seconds)
+            if body is None:
+                body = await read_body(scope, receive, limit, self.body_timeout_seconds)
+            elif len(body) > limit:
+                raise body_too_large(limit)
         except BodyError as exc:
             await channel.send_error(exc.status, exc.message)
             return

@@ -61,6 +61,12 @@ class _UvicornHooks(ServerHooks):
         """Tie these hooks to the request's cycle (alive while its app runs)."""
         self._cycle = weakref.ref(cycle)
 
+    def received_body(self) -> bytes | None:
+        cycle = self._cycle() if self._cycle is not None else None
+        if cycle is None or cycle.more_body or cycle.waiting_for_100_continue:
+            return None
+        return bytes(cycle.body)
+
     def respond(self, status: int, head: bytes, body: bytes) -> None:
         cycle = self._cycle() if self._cycle is not None else None
         assert cycle is not None, "the request's cycle is set before its app runs"
