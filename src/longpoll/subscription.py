@@ -45,14 +45,7 @@ def parse_subscription(
     Empty `since_time=` and `last_id=` count as absent, as golongpoll's browser
     client sends `last_id=` on its first poll.
     """
-    # Undecodable bytes survive as surrogates so that the category check reports them
-    # in its turn, after the timeout check.
-    pairs = parse_qsl(
-        query_string.decode("latin-1"),
-        keep_blank_values=True,
-        encoding="utf-8",
-        errors="surrogateescape",
-    )
+    pairs = _query_pairs(query_string.decode("utf-8", "surrogateescape"))
     fields: dict[str, str] = {}
     categories: list[str] = []
     for key, value in pairs:
@@ -86,6 +79,20 @@ def parse_subscription(
         except ValueError:
             raise InvalidRequest("last_id must be a UUID") from None
     return Subscription(tuple(dict.fromkeys(categories)), timeout, since_time, last_id)
+
+
+def _query_pairs(query: str) -> list[tuple[str, str]]:
+    if "%" in query or "+" in query:
+        # Undecodable bytes survive as surrogates so that the category check reports
+        # them in its turn, after the timeout check.
+        return parse_qsl(query, keep_blank_values=True, encoding="utf-8", errors="surrogateescape")
+    # Nothing to unquote (the usual case): the same pairs, several times faster.
+    pairs = []
+    for part in query.split("&"):
+        if part:
+            key, _, value = part.partition("=")
+            pairs.append((key, value))
+    return pairs
 
 
 def _check_timeout(timeout: object, maximum: int) -> None:
