@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Any
 
 from longpoll.event import Event
@@ -33,11 +34,46 @@ class Waiter:
             self.future.set_result(None)
 
 
+DEADLINE_TICK_SECONDS = 0.05
+
+
+class _Deadlines:
+    """Wakes waiters whose timeout has passed, rounded up to a tick.
+
+    One loop timer serves every waiter due in the same tick: a loop timer costs
+    more to arm and cancel than the rest of a waiter's bookkeeping.
+    """
+
+    def __init__(self) -> None:
+        self._due: dict[int, set[Waiter]] = {}
+
+    def add(self, waiter: Waiter, timeout_seconds: float) -> int:
+        """Wake `waiter` after `timeout_seconds`; returns the tick to `discard` it from."""
+        loop = asyncio.get_running_loop()
+        tick = math.ceil((loop.time() + timeout_seconds) / DEADLINE_TICK_SECONDS)
+        waiters = self._due.get(tick)
+        if waiters is None:
+            waiters = self._due[tick] = set()
+            loop.call_at(tick * DEADLINE_TICK_SECONDS, self._expire, tick)
+        waiters.add(waiter)
+        return tick
+
+    def discard(self, waiter: Waiter, tick: int) -> None:
+        waiters = self._due.get(tick)
+        if waiters is not None:
+            waiters.discard(waiter)
+
+    def _expire(self, tick: int) -> None:
+        for waiter in self._due.pop(tick, ()):
+            waiter.wake()
+
+
 class WaiterRegistry:
     """The waiters of one process, indexed by category."""
 
     def __init__(self) -> None:
         self._by_category: dict[str, set[Waiter]] = {}
+        self._deadlines = _Deadlines()
         self._count = 0
         self._emptied: asyncio.Event | None = None
 
@@ -98,13 +134,13 @@ class WaiterRegistry:
 
         The waiter must have been added; it is removed when this returns.
         """
-        timer = asyncio.get_running_loop().call_later(timeout_seconds, waiter.wake)
+        tick = self._deadlines.add(waiter, timeout_seconds)
         if disconnected is not None:
             disconnected.add_done_callback(waiter.wake)
         try:
             await waiter.future
         finally:
-            timer.cancel()
+            self._deadlines.discard(waiter, tick)
             if disconnected is not None:
                 disconnected.remove_done_callback(waiter.wake)
             self.remove(waiter)
