@@ -1,4 +1,5 @@
-"""Command line: ``python -m bench SCENARIO [options]`` or ``python -m bench report ...``.
+"""Command line: ``python -m bench SCENARIO [options]``, ``python -m bench report ...``
+or ``python -m bench suite`` (every scenario against every server, then docs/benchmarks.md).
 
 Scenarios: fanout, idle-memory, publish, publish-persist, catchup, stream.
 """
@@ -22,6 +23,7 @@ from bench.pool import WorkerError
 from bench.publish_cli import add_publish_parsers, main_publish
 from bench.read_cli import add_read_parsers, main_read
 from bench.report import fanout_table, memory_table, write_json
+from bench.suite_cli import add_suite_parser, main_suite
 from bench.summary import write_report
 from bench.system import parse_cores, pin, raise_fd_limit
 from bench.target import TargetError, parse_target
@@ -86,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("files", nargs="+", metavar="[LABEL=]RESULTS.json", help="--json output")
     report.add_argument("--out", type=Path, required=True, help="directory to write into")
+    add_suite_parser(scenarios)
     return parser
 
 
@@ -127,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     progress.ENABLED = not args.no_progress
     if args.scenario == "report":
         return _report(args.files, args.out)
+    if args.scenario == "suite":
+        return main_suite(args)
     if args.scenario in ("publish", "publish-persist"):
         return _bounded(main_publish, args)
     if args.scenario in ("catchup", "stream"):

@@ -13,7 +13,8 @@ import json
 from dataclasses import dataclass
 
 from bench.http import BlockingConnection, HTTPError, fetch, post_json_request, subscribe_request
-from bench.load import LoadReport, run_load
+from bench.load import LEAD_S, LoadReport, run_load
+from bench.server import ServerPid
 from bench.target import Target
 
 SINCE_CHOICES = ("all", "first")
@@ -91,7 +92,8 @@ def run_catchup(
     warmup_s: float,
     duration_s: float,
     max_requests: int,
-    server_pid: int | None,
+    server_pid: ServerPid | None,
+    lead_s: float = LEAD_S,
 ) -> CatchupReport:
     """Publish `events` events, check one answer, then loop the catch-up request."""
     if events < 1 or since not in SINCE_CHOICES:
@@ -122,6 +124,7 @@ def run_catchup(
         duration_s=duration_s,
         max_requests=max_requests,
         server_pid=server_pid,
+        lead_s=lead_s,
         expect=b'"events"',
         unexpected="answer without events",
         label="catchup",

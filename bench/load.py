@@ -22,7 +22,7 @@ from typing import cast
 from bench.http import HTTPError, ResponseParser
 from bench.pool import split
 from bench.progress import Bar
-from bench.server import ServerProcess
+from bench.server import ServerPid, ServerProcess
 from bench.stats import Latency, merge_counts, summarize
 from bench.system import cpu_seconds, pin, raise_fd_limit, run_async
 from bench.target import Target
@@ -242,16 +242,20 @@ def run_load(
     warmup_s: float,
     duration_s: float,
     max_requests: int,
-    server_pid: int | None = None,
+    server_pid: ServerPid | None = None,
+    lead_s: float = LEAD_S,
     expect: bytes = b"",
     unexpected: str = "unexpected answer",
     label: str = "requests",
 ) -> LoadReport:
-    """Send `request` back to back on `connections` connections; count what the window saw."""
+    """Send `request` back to back on `connections` connections; count what the window saw.
+
+    The first request goes out `lead_s` after the call (time to fork and connect).
+    """
     if connections < 1 or procs < 1 or duration_s <= 0 or warmup_s < 0:
         raise ValueError("connections and procs must be at least 1, duration above 0")
     procs = min(procs, connections)
-    start = time.monotonic_ns() + int(LEAD_S * 1e9)
+    start = time.monotonic_ns() + int(lead_s * 1e9)
     measure_from = start + int(warmup_s * 1e9)
     end = measure_from + int(duration_s * 1e9)
     configs = [

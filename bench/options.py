@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 
 from bench.http import subscribe_request
+from bench.server import ServerPid
 from bench.target import Target
 from bench.worker import WorkerConfig
 
@@ -28,7 +29,7 @@ class RunOptions:
     connect_concurrency: int
     connect_timeout_s: float
     payload_bytes: int
-    server_pid: int | None
+    server_pid: ServerPid | None
     max_seconds: float
 
     def worker_configs(self, max_subscribers: int) -> list[WorkerConfig]:

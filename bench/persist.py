@@ -14,9 +14,9 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.load import LOAD_HEADER, LoadReport, load_line
+from bench.launch import serve_variant
+from bench.load import LEAD_S, LOAD_HEADER, LoadReport, load_line
 from bench.publish import publish_notes, run_publish
-from bench.server import serve_variant
 from bench.target import parse_target
 
 VARIANTS: dict[str, list[str]] = {
@@ -75,6 +75,7 @@ def run_persist(
     payload_bytes: int,
     directory: Path | None,
     flush_period: float | None,
+    lead_s: float = LEAD_S,
 ) -> PersistReport:
     """Run each variant `rounds` times, taking turns; return every result."""
     report = PersistReport(rounds=rounds)
@@ -98,6 +99,7 @@ def run_persist(
                         duration_s=duration_s,
                         max_requests=max_requests,
                         payload_bytes=payload_bytes,
+                        lead_s=lead_s,
                         server_pid=served.process.pid,
                     )
                 report.runs.setdefault(name, []).append(result)

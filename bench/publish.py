@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 
 from bench.http import post_json_request
-from bench.load import LoadReport, load_notes, run_load
+from bench.load import LEAD_S, LoadReport, load_notes, run_load
+from bench.server import ServerPid
 from bench.target import Target
 
 
@@ -32,7 +33,8 @@ def run_publish(
     duration_s: float,
     max_requests: int,
     payload_bytes: int = 0,
-    server_pid: int | None = None,
+    server_pid: ServerPid | None = None,
+    lead_s: float = LEAD_S,
 ) -> LoadReport:
     """Publish back to back on `connections` connections; count what the window saw."""
     request = post_json_request(target, publish_path, publish_body(category, payload_bytes))
@@ -46,6 +48,7 @@ def run_publish(
         duration_s=duration_s,
         max_requests=max_requests,
         server_pid=server_pid,
+        lead_s=lead_s,
         label="publish",
     )
 

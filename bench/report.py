@@ -128,14 +128,21 @@ def _environment() -> dict[str, object]:
     }
 
 
-def write_json(
-    path: Path, scenario: str, options: dict[str, object], report: DataclassInstance
-) -> None:
-    """Write `report`, the options that produced it and the environment as JSON to `path`."""
-    payload = {
+def result_payload(
+    scenario: str, options: dict[str, object], report: DataclassInstance
+) -> dict[str, object]:
+    """`report`, the options that produced it and the environment, as JSON-ready values."""
+    return {
         "scenario": scenario,
         "options": {k: str(v) if isinstance(v, Path) else v for k, v in options.items()},
         "environment": _environment(),
         **dataclasses.asdict(report),
     }
+
+
+def write_json(
+    path: Path, scenario: str, options: dict[str, object], report: DataclassInstance
+) -> None:
+    """Write `report`, the options that produced it and the environment as JSON to `path`."""
+    payload = result_payload(scenario, options, report)
     path.write_text(json.dumps(payload, indent=2, default=str) + "\n")

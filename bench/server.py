@@ -4,15 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import re
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import psutil
 
@@ -84,19 +77,23 @@ def wait_until_waiting(
     return Settled(time.monotonic() - start, seen, False)
 
 
-class ServerProcess:
-    """CPU and memory of a server process and its descendants (workers)."""
+ServerPid = int | tuple[int, ...]  # several: a server and what it needs (e.g. redis-server)
 
-    def __init__(self, pid: int) -> None:
+
+class ServerProcess:
+    """CPU and memory of server processes and their descendants (workers)."""
+
+    def __init__(self, pid: ServerPid) -> None:
         try:
-            self._proc = psutil.Process(pid)
+            self._procs = [psutil.Process(p) for p in ((pid,) if isinstance(pid, int) else pid)]
         except psutil.Error as exc:
             raise ValueError(f"--server-pid {pid}: {exc}") from exc
 
     def _tree(self) -> list[psutil.Process]:
-        procs = [self._proc]
-        with contextlib.suppress(psutil.Error):
-            procs += self._proc.children(recursive=True)
+        procs = list(self._procs)
+        for proc in self._procs:
+            with contextlib.suppress(psutil.Error):
+                procs += proc.children(recursive=True)
         return procs
 
     def rss_bytes(self) -> int:
@@ -119,45 +116,23 @@ class ServerProcess:
         return total
 
 
-_LISTENING = re.compile(r"listening on (http://\S+)")
+def _busy_seconds(core: int) -> float:
+    """CPU seconds `core` gave to processes, or lost to a hypervisor, since boot."""
+    times = psutil.cpu_times(percpu=True)[core]
+    return float(times.user + times.nice + times.system + getattr(times, "steal", 0.0))
 
 
-@dataclass
-class ServedVariant:
-    """A running `longpoll serve` for one variant."""
+class CoreWatch:
+    """What share of the server's core went to anything but the server, from creation on."""
 
-    process: subprocess.Popen[bytes]
-    url: str
-    command: list[str]
+    def __init__(self, core: int, server: ServerPid) -> None:
+        self._core = core
+        self._server = ServerProcess(server)
+        self._start = (time.monotonic(), _busy_seconds(core), self._server.cpu_seconds())
 
-
-@contextlib.contextmanager
-def serve_variant(flags: list[str], core: int, log: Path) -> Iterator[ServedVariant]:
-    """`longpoll serve --port 0 FLAGS` pinned to `core`; stopped with SIGTERM at the end."""
-    command = [sys.executable, "-m", "longpoll.cli", "serve", "--port", "0", *flags]
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            command,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            preexec_fn=lambda: os.sched_setaffinity(0, {core}),
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            match = _LISTENING.search(log.read_text(errors="replace"))
-            if match:
-                break
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("longpoll serve did not start:\n" + log.read_text())
-            time.sleep(0.05)
-        yield ServedVariant(process, match.group(1), ["taskset", "-c", str(core), *command])
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    def others(self) -> float:
+        """The core's time taken by other processes (or a hypervisor's steal), as a share
+        of the time since creation; interrupt work is left out, as it serves the server too."""
+        began, busy, own = self._start
+        used = (_busy_seconds(self._core) - busy) - (self._server.cpu_seconds() - own)
+        return max(0.0, used / max(1e-9, time.monotonic() - began))

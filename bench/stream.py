@@ -34,7 +34,7 @@ from bench.http import BlockingConnection, HTTPError, ResponseParser, post_json_
 from bench.http import subscribe_request as _subscribe_request
 from bench.pool import split
 from bench.progress import Bar
-from bench.server import ServerProcess, wait_until_waiting
+from bench.server import ServerPid, ServerProcess, wait_until_waiting
 from bench.stats import Latency, merge_counts, summarize
 from bench.system import cpu_seconds, pin, raise_fd_limit, run_async
 from bench.target import Target
@@ -479,6 +479,7 @@ class StreamReport:
     procs: int
     pin: list[int] | None
     poll_timeout_s: int
+    publishing_s: float = 0.0  # first publish to the end event acknowledged (>= duration_s)
     published: int = 0
     publish_failed: int = 0
     publisher_max_late_ms: float = 0.0
@@ -543,7 +544,7 @@ def run_stream(
     settle_s: float,
     settle_timeout_s: float,
     drain_s: float,
-    server_pid: int | None,
+    server_pid: ServerPid | None,
 ) -> StreamReport:
     """Run the stream; every wait is bounded (connects, settle, publishing, drain)."""
     if subscribers < 1 or procs < 1 or rate <= 0 or duration_s <= 0 or max_events < 1:
@@ -602,8 +603,9 @@ def run_stream(
                 payload_bytes=payload_bytes,
                 bar=bar,
             )
+        report.publishing_s = max(duration_s, (time.monotonic_ns() - first) / 1e9)
         if server is not None:
-            report.server_cpu_share = (server.cpu_seconds() - server_cpu) / duration_s
+            report.server_cpu_share = (server.cpu_seconds() - server_cpu) / report.publishing_s
         timeout = (deadline - time.monotonic_ns()) / 1e9 + 30
         results = [job.result(timeout=max(1.0, timeout)) for job in jobs]
     _tally(report, log, results)
@@ -638,7 +640,7 @@ def _tally(report: StreamReport, log: Publisher, results: list[StreamProcessResu
     report.connected = sum(p.connected for p in results)
     report.expected = published_ok * report.subscribers
     report.delivered = sum(s.delivered for s in subs)
-    report.delivered_per_s = report.delivered / report.duration_s
+    report.delivered_per_s = report.delivered / report.publishing_s
     report.latency = summarize(ns for p in results for ns in p.latencies_ns)
     report.missed = sum(report.missed_per_subscriber) + published_ok * (
         report.subscribers - report.connected
@@ -652,7 +654,7 @@ def _tally(report: StreamReport, log: Publisher, results: list[StreamProcessResu
     report.reconnects = sum(s.reconnects for s in subs)
     report.foreign = sum(s.foreign for s in subs)
     report.errors = merge_counts([errors])
-    report.gen_cpu_share = sum(p.cpu_s for p in results) / report.duration_s
+    report.gen_cpu_share = sum(p.cpu_s for p in results) / report.publishing_s
     report.late_ms = max((p.late_ms for p in results), default=0.0)
 
 
@@ -677,7 +679,8 @@ def stream_table(report: StreamReport) -> str:
         f"{report.poll_timeout_s} s",
         f"published      {report.published} (+ end event), failed {report.publish_failed}, "
         f"reply p50 {ms(ack.p50_ms)} ms p99 {ms(ack.p99_ms)} ms, "
-        f"publisher at most {report.publisher_max_late_ms:.1f} ms behind schedule",
+        f"publisher at most {report.publisher_max_late_ms:.1f} ms behind schedule "
+        f"(publishing took {report.publishing_s:.1f} s)",
         f"connected      {report.connected}/{report.subscribers}",
         f"delivered      {report.delivered}/{report.expected} "
         f"({report.delivered_per_s:.0f} events/s)",

@@ -150,6 +150,10 @@ def rows_of(run: Run) -> list[Row]:
         return [_load_row(label, scenario, case, load)]
     if scenario == "stream":
         missed, dups = body.get("missed"), body.get("duplicated")
+        extra = f"missed {missed}, duplicated {dups}"
+        took, planned = body.get("publishing_s", 0.0), body.get("duration_s", 0.0)
+        if took > 1.1 * planned:
+            extra += f"; publishing took {took:.0f} s, not {planned:g}: the server fell behind"
         return [
             Row(
                 label,
@@ -160,7 +164,7 @@ def rows_of(run: Run) -> list[Row]:
                 **_latency(body.get("latency")),
                 gen_cpu=body.get("gen_cpu_share"),
                 server_cpu=body.get("server_cpu_share"),
-                problems=_problems(body.get("errors"), f"missed {missed}, duplicated {dups}"),
+                problems=_problems(body.get("errors"), extra),
             )
         ]
     return [Row(label, scenario, "?", None, "", problems="unknown scenario")]
@@ -174,24 +178,27 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value * 100:.0f}%"
 
 
-def markdown_table(rows: list[Row]) -> str:
-    """The rows as one Markdown table."""
+def markdown_table(rows: list[Row], with_label: bool = True) -> str:
+    """The rows as one Markdown table (`with_label`: a first column naming each row's run)."""
+    first, rule = ("| run ", "| --- ") if with_label else ("", "")
     lines = [
-        "| run | scenario | case | figure | p50 ms | p99 ms | max ms | gen CPU | server CPU "
+        f"{first}| scenario | case | figure | p50 ms | p99 ms | max ms | gen CPU | server CPU "
         "| problems |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        f"{rule}| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for row in rows:
         figure = f"{_num(row.value, 0 if row.unit in ('req/s', 'events/s') else 1)} {row.unit}"
+        label = f"| {row.label} " if with_label else ""
         lines.append(
-            f"| {row.label} | {row.scenario} | {row.case} | {figure} | {_num(row.p50_ms, 2)} "
+            f"{label}| {row.scenario} | {row.case} | {figure} | {_num(row.p50_ms, 2)} "
             f"| {_num(row.p99_ms, 2)} | {_num(row.max_ms, 2)} | {_pct(row.gen_cpu)} "
             f"| {_pct(row.server_cpu)} | {row.problems} |"
         )
     return "\n".join(lines)
 
 
-def _plot_fanout(runs: list[Run], path: Path) -> bool:
+def plot_fanout(runs: list[Run], path: Path) -> bool:
+    """Fan-out latency against N, one colour per run; False when there is no fan-out run."""
     import matplotlib.pyplot as plt
 
     series = [(run.label, run.body.get("sizes", [])) for run in runs if run.scenario == "fanout"]
@@ -216,7 +223,8 @@ def _plot_fanout(runs: list[Run], path: Path) -> bool:
     return True
 
 
-def _plot_rates(rows: list[Row], path: Path) -> bool:
+def plot_rates(rows: list[Row], path: Path) -> bool:
+    """A bar per requests/s row; False when there is none."""
     import matplotlib.pyplot as plt
 
     bars = [r for r in rows if r.unit == "req/s" and r.value is not None]
@@ -245,11 +253,16 @@ def _load_average(value: object) -> str:
     return "?"
 
 
-def write_report(specs: list[str], out: Path) -> list[Path]:
-    """Write results.json, results.md and the plots into `out`; the files written."""
+def use_agg() -> None:
+    """Draw into files, without a display."""
     import matplotlib
 
     matplotlib.use("Agg")
+
+
+def write_report(specs: list[str], out: Path) -> list[Path]:
+    """Write results.json, results.md and the plots into `out`; the files written."""
+    use_agg()
     runs = load_runs(specs)
     rows = [row for run in runs for row in rows_of(run)]
     out.mkdir(parents=True, exist_ok=True)
@@ -258,10 +271,10 @@ def write_report(specs: list[str], out: Path) -> list[Path]:
         json.dumps([{"label": r.label, "file": r.path, **r.payload} for r in runs], indent=2) + "\n"
     )
     lines = ["# Benchmark results", "", markdown_table(rows), ""]
-    if _plot_fanout(runs, out / FANOUT_PNG):
+    if plot_fanout(runs, out / FANOUT_PNG):
         written.append(out / FANOUT_PNG)
         lines += [f"![fan-out latency against N]({FANOUT_PNG})", ""]
-    if _plot_rates(rows, out / RATES_PNG):
+    if plot_rates(rows, out / RATES_PNG):
         written.append(out / RATES_PNG)
         lines += [f"![requests/s per scenario]({RATES_PNG})", ""]
     lines += ["Runs:", ""]

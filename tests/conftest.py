@@ -8,9 +8,9 @@ from contextlib import AbstractAsyncContextManager
 import httpx
 import pytest
 
+from bench.redis_server import RedisServer
 from longpoll import LongpollApp, LongpollManager, MemoryBackend, Options
 from longpoll.backends import Backend
-from tests.redis_server import RedisServer
 from tests.servers import RunningServer, http_client, serve_app
 
 ServerFactory = Callable[..., AbstractAsyncContextManager[RunningServer]]

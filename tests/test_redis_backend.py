@@ -17,9 +17,9 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
+from bench.redis_server import RedisServer
 from longpoll import BackendUnavailable, LongpollApp, LongpollManager, Options, Subscription
 from longpoll.backends.redis import WAKE_CLIENT_NAME, RedisBackend
-from tests.redis_server import RedisServer
 from tests.servers import RunningServer, http_client, serve_app, wait_for_waiters
 
 

@@ -13,8 +13,8 @@ import orjson
 import psutil
 import redis.asyncio as aioredis
 
+from bench.redis_server import RedisServer
 from longpoll.backends.redis import WAKE_CLIENT_NAME
-from tests.redis_server import RedisServer
 from tests.servers import serve_process
 
 

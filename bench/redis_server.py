@@ -1,4 +1,4 @@
-"""A private `redis-server` on a free loopback port, for the Redis backend tests."""
+"""A private `redis-server` on a free loopback port, without persistence."""
 
 from __future__ import annotations
 
@@ -8,40 +8,44 @@ import subprocess
 import time
 from pathlib import Path
 
+from bench.launch import free_port, pinned
+
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class RedisServer:
     """A `redis-server` child process without persistence, stoppable and restartable.
 
     It keeps its port across restarts, so clients reconnect to the same URL.
-    Always call `stop()` (the fixtures do): it kills the process by its PID.
+    Always call `stop()`: it kills the process by its PID. With `core`, it runs on
+    that core only (as `taskset -c CORE` would).
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, core: int | None = None) -> None:
         self.directory = directory
-        self.port = _free_port()
+        self.core = core
+        self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def command(self) -> list[str]:
+        """The command line that starts it."""
+        return [
+            REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", "--dir", str(self.directory), "--loglevel", "warning",
+        ]  # fmt: skip
 
     def start(self, timeout: float = 10) -> None:
         """Start the server and wait until it accepts connections."""
         if self.process is not None:
             raise RuntimeError("redis-server is already running")
         self.process = subprocess.Popen(
-            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", str(self.directory),
-             "--loglevel", "warning"],
+            self.command,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+            preexec_fn=None if self.core is None else pinned(self.core),
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -1,0 +1,133 @@
+"""Starting the servers under test, each pinned to one core, and stopping them."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.server import read_waiting
+from bench.target import parse_target
+
+_PR_SET_PDEATHSIG = 1
+START_TIMEOUT_S = 20.0
+
+
+def free_port() -> int:
+    """A loopback port that was free a moment ago (another process may take it first)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def pinned(core: int) -> Callable[[], None]:
+    """A `preexec_fn`: the child runs on `core` only (as `taskset -c CORE` would) and gets
+    SIGTERM when the process that started it dies, so no server outlives a killed harness."""
+
+    def setup() -> None:
+        os.sched_setaffinity(0, {core})
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+    return setup
+
+
+def stop(process: subprocess.Popen[bytes], timeout_s: float = 15.0) -> None:
+    """SIGTERM, then SIGKILL if it is still running after `timeout_s`; reaps it."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@dataclass
+class ServedVariant:
+    """A running server for one variant, and the command that reproduces it."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    command: list[str]
+
+
+def _start(command: list[str], core: int, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=pinned(core),
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+
+
+_LISTENING = re.compile(r"listening on (http://\S+)")
+
+
+@contextlib.contextmanager
+def serve_variant(flags: list[str], core: int, log: Path) -> Iterator[ServedVariant]:
+    """`longpoll serve --port 0 FLAGS` pinned to `core`; stopped with SIGTERM at the end."""
+    command = [sys.executable, "-m", "longpoll.cli", "serve", "--port", "0", *flags]
+    process = _start(command, core, log)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            match = _LISTENING.search(log.read_text(errors="replace"))
+            if match:
+                break
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("longpoll serve did not start:\n" + log.read_text())
+            time.sleep(0.05)
+        shown = ["taskset", "-c", str(core), "longpoll", *command[3:]]
+        yield ServedVariant(process, match.group(1), shown)
+    finally:
+        stop(process)
+
+
+GRANIAN_FLAGS = [
+    "--interface", "asgi", "--loop", "uvloop", "--http", "1", "--backpressure", "20000",
+    "--backlog", "20000", "--no-ws", "--factory",
+]  # fmt: skip
+ATTEMPTS = 3  # ports tried: a free port may be taken before granian binds it
+
+
+@contextlib.contextmanager
+def serve_granian(app: str, core: int, log: Path) -> Iterator[ServedVariant]:
+    """granian serving the ASGI factory `app` (``module:function``) on a free port, pinned
+    to `core`; ready once its `/stats` answers; stopped with SIGTERM at the end."""
+    for _ in range(ATTEMPTS):
+        port = free_port()
+        args = [*GRANIAN_FLAGS, app, "--host", "127.0.0.1", "--port", str(port)]
+        process = _start([sys.executable, "-m", "granian", *args], core, log)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            if _answers(process, url):
+                yield ServedVariant(process, url, ["taskset", "-c", str(core), "granian", *args])
+                return
+        finally:
+            stop(process)
+    raise RuntimeError(f"granian did not start ({ATTEMPTS} ports tried):\n" + log.read_text())
+
+
+def _answers(process: subprocess.Popen[bytes], url: str) -> bool:
+    """True once `url`/stats answers; False if the process exits first (port taken)."""
+    stats = parse_target(url + "/stats")
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return False
+        if read_waiting(stats, 1.0) is not None:
+            return True
+        time.sleep(0.05)
+    raise RuntimeError(f"granian did not answer on {url} within {START_TIMEOUT_S:.0f} s")

@@ -1,0 +1,276 @@
+"""The benchmarks page a suite writes: Markdown, PNG plots and every raw result as JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.limits import Limit, limits_of
+from bench.suite import Outcome, Plan, Variant
+from bench.summary import (
+    FANOUT_PNG,
+    RATES_PNG,
+    Row,
+    Run,
+    markdown_table,
+    plot_fanout,
+    plot_rates,
+    rows_of,
+    use_agg,
+)
+from bench.targets import TARGETS, check
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """Everything a suite run produced, and where and how it ran."""
+
+    outcomes: list[Outcome]
+    variants: list[Variant]
+    plan: Plan
+    quick: bool
+    facts: dict[str, Any]
+    server_core: int
+    cores: tuple[int, ...]
+    load_before: list[float]
+    load_after: list[float]
+    elapsed_s: float
+
+
+def _runs(record: Record) -> list[Run]:
+    return [
+        Run(o.label, f"{o.label}/{o.scenario}", o.payload) for o in record.outcomes if o.payload
+    ]
+
+
+def write_page(record: Record, out_doc: Path) -> list[Path]:
+    """Write `out_doc` and, in the directory named after it, the plots and results.json."""
+    use_agg()
+    assets = out_doc.with_suffix("")
+    assets.mkdir(parents=True, exist_ok=True)
+    runs = _runs(record)
+    rows = [row for run in runs for row in rows_of(run)]
+    results = assets / "results.json"
+    results.write_text(json.dumps(_results(record), indent=2) + "\n")
+    written = [out_doc]
+    plots: list[str] = []
+    if plot_fanout(runs, assets / FANOUT_PNG):
+        written.append(assets / FANOUT_PNG)
+        plots.append(f"![Fan-out latency against N, per variant]({assets.name}/{FANOUT_PNG})")
+    if plot_rates(rows, assets / RATES_PNG):
+        written.append(assets / RATES_PNG)
+        plots.append(f"![Requests/s per scenario and variant]({assets.name}/{RATES_PNG})")
+    out_doc.write_text(_markdown(record, rows, plots, assets.name) + "\n")
+    return [*written, results]
+
+
+def _results(record: Record) -> dict[str, Any]:
+    return {
+        "machine": record.facts,
+        "suite": {
+            "quick": record.quick,
+            "plan": dataclasses.asdict(record.plan),
+            "server_core": record.server_core,
+            "generator_cores": list(record.cores),
+            "load_average_before": record.load_before,
+            "load_average_after": record.load_after,
+            "elapsed_s": round(record.elapsed_s, 1),
+        },
+        "variants": [dataclasses.asdict(v) for v in record.variants],
+        "runs": [
+            {"label": o.label, "failed": o.failed, "error": o.error, **o.payload}
+            if o.payload
+            else {"label": o.label, "scenario": o.scenario, "failed": True, "error": o.error}
+            for o in record.outcomes
+        ],
+    }
+
+
+def _markdown(record: Record, rows: list[Row], plots: list[str], assets: str) -> str:
+    lines = [
+        "# Benchmarks",
+        "",
+        "This page is generated. To reproduce it on a fresh machine with at least two cores, "
+        "run `pip install -e '.[dev]'`, then `python -m bench suite` from the repository "
+        "root. It needs `redis-server` on PATH (e.g. from the `redis-server` package of "
+        "your distribution), starts and stops every server itself, and rewrites this page, "
+        f"the plots in `{assets}/` and every raw figure in `{assets}/results.json` "
+        f"(it took {_duration(record.elapsed_s)} on the machine below).",
+        "",
+    ]
+    if record.quick:
+        lines += [
+            "> This run used `--quick`: tiny sizes and windows of a second or less, to check the "
+            "harness, not the software. Its figures say nothing about performance.",
+            "",
+        ]
+    lines += _method(record)
+    lines += ["## Targets", "", *_targets(record), ""]
+    lines += ["## Variants", "", *_variants(record), ""]
+    lines += ["## Results", ""]
+    for variant in _labels(record):
+        lines += [f"### {variant}", ""]
+        mine = [row for row in rows if row.label == variant]
+        if mine:
+            lines += [markdown_table(mine, with_label=False), ""]
+        errors = [o for o in record.outcomes if o.label == variant and o.error]
+        lines += [f"- {o.scenario} could not run: {o.error}" for o in errors]
+        lines += [""] if errors else []
+    for plot in plots:
+        lines += [plot, ""]
+    lines += ["## What limits each figure", "", *_limits(record), ""]
+    lines += ["## Reading the figures", "", *_reading()]
+    return "\n".join(lines).rstrip("\n")
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} minutes"
+
+
+def _labels(record: Record) -> list[str]:
+    labels = [v.label for v in record.variants]
+    labels += [o.label for o in record.outcomes if o.label not in labels]
+    return list(dict.fromkeys(labels))
+
+
+def _method(record: Record) -> list[str]:
+    facts, plan = record.facts, record.plan
+    versions = ", ".join(f"{name} {version}" for name, version in facts["versions"].items())
+    cores = ",".join(map(str, record.cores))
+    sizes = ", ".join(f"{n:,}" for n in plan.fanout_sizes)
+    redis_sizes = ", ".join(f"{n:,}" for n in plan.redis_fanout_sizes)
+    return [
+        "## Machine and method",
+        "",
+        f"- Run on {facts['date']}: {facts['cpu']}, {facts['cores']} cores, {facts['os']}, "
+        f"Python {facts['python']}.",
+        f"- Software: {versions}.",
+        f"- Load average (1, 5, 15 minutes): {_loads(record.load_before)} before the suite, "
+        f"{_loads(record.load_after)} after it. The suite itself keeps about two cores busy; "
+        "a load well above that before it started means something else was running.",
+        _crowding(record),
+        f"- Every server process, and redis-server, ran pinned to core {record.server_core}; "
+        f"the load generator (its processes, and the coordinator that publishes) to core "
+        f"{cores}; both with `sched_setaffinity`, as `taskset -c` would. Each variant got a "
+        "fresh server, and idle memory another fresh one.",
+        f"- Fan-out: N = {sizes} ({redis_sizes} with Redis), {plan.rounds} round(s) each. "
+        f"Publish and catch-up: {plan.connections} keep-alive connections, {plan.warmup_s:g} s "
+        f"of warm-up, then {plan.duration_s:g} s measured; each catch-up answer carries "
+        f"{plan.catchup_events} events. Stream: {plan.stream_subscribers:,} subscribers "
+        f"({plan.redis_stream_subscribers:,} with Redis), "
+        f"{plan.stream_rate:g} events/s for {plan.stream_duration_s:g} s. Idle memory: "
+        f"{plan.idle_waiters:,} waiting subscribers. Persistence: "
+        f"{plan.persist_rounds} round(s) per setting, the median shown.",
+        "",
+    ]
+
+
+def _crowding(record: Record) -> str:
+    shares = [
+        (o.payload["server_core_others"], f"{o.label} {o.scenario}")
+        for o in record.outcomes
+        if isinstance(o.payload.get("server_core_others"), float)
+    ]
+    if not shares:
+        return "- Nothing measured what else ran on the server core."
+    share, where = max(shares)
+    if share < 0.01:
+        return "- No other process took a measurable share of the server core during a scenario."
+    return (
+        f"- Work other than the server's took at most {share:.0%} of the server core during "
+        f"a scenario ({where}; see `others` below)."
+    )
+
+
+def _loads(values: list[float]) -> str:
+    return " ".join(f"{v:.2f}" for v in values)
+
+
+def _targets(record: Record) -> list[str]:
+    labels = [v.label for v in record.variants if v.label != "persistence"]
+    lines = [
+        "| target | " + " | ".join(labels) + " |",
+        "| --- |" + " --- |" * len(labels),
+    ]
+    for target in TARGETS:
+        cells = []
+        for label in labels:
+            bodies = {o.scenario: o.payload for o in record.outcomes if o.label == label}
+            result = check(target, {k: v for k, v in bodies.items() if v})
+            cells.append(
+                "not measured" if result.met is None else f"{result.figure}: **{result.verdict}**"
+            )
+        lines.append(f"| {target.name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _variants(record: Record) -> list[str]:
+    lines = ["| variant | server | scenarios |", "| --- | --- | --- |"]
+    for variant in record.variants:
+        server = variant.server if "`" in variant.server else f"`{variant.server}`"
+        lines.append(f"| {variant.label} | {server} | {', '.join(variant.scenarios)} |")
+    plan = record.plan
+    return [
+        *lines,
+        "",
+        "`uvicorn` is `longpoll serve`, the default server: uvicorn with longpoll's own HTTP "
+        "protocol, which wakes a waiting request when its connection drops. `granian` serves "
+        "the same app (`bench/apps.py`: memory backend, the same garbage-collector settings) "
+        "through its plain ASGI interface.",
+        "",
+        "Every server-side process shares the one server core, so `redis-2` shows what a "
+        "second worker and Redis cost there, not how two workers scale over two cores (this "
+        f"machine has {record.facts['cores']} cores, one of them for the load generator). "
+        "With two workers each counts only its own waiting subscribers, so there the harness "
+        f"waits {plan.settle_s:g} s after sending the subscribe requests instead of asking "
+        "the server.",
+    ]
+
+
+def _limits(record: Record) -> list[str]:
+    limits: list[Limit] = []
+    for outcome in record.outcomes:
+        if outcome.payload:
+            limits += limits_of(outcome.label, outcome.scenario, outcome.payload)
+    return [
+        "From the CPU each side used while the figure was measured, as a share of one core "
+        "(fan-out: from the publish to the last response; with Redis, the server's share "
+        "includes redis-server): a server near all of its core is the limit itself; a busy "
+        "generator means the server could do more than the figure shows. `others` is the "
+        "share of the server core that other processes (or the hypervisor, as steal time) "
+        "took over the whole scenario: that much CPU time was missing from the server.",
+        "",
+        "| variant | scenario | case | server CPU | generator CPU | others | limited by |",
+        "| --- | --- | --- | ---: | ---: | ---: | --- |",
+        *(
+            f"| {lim.label} | {lim.scenario} | {lim.case} | {_pct(lim.server)} "
+            f"| {_pct(lim.generator)} | {_pct(lim.others)} | {lim.verdict} |"
+            for lim in limits
+        ),
+    ]
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.0f}%"
+
+
+def _reading() -> list[str]:
+    return [
+        "- fanout: N subscribers wait on one category, one publish; the figure is the time "
+        "from writing the publish to the last subscriber's complete response, over all "
+        "rounds (p50/p99 pooled over the rounds).",
+        "- publish, catchup: requests answered per second by a closed loop (each connection "
+        "sends its next request when the last is answered); latency is request to answer.",
+        "- stream: events delivered per second of publishing, and latency from the publish "
+        "to each subscriber's receipt (including its re-poll); every subscriber's missed, "
+        "duplicated and out-of-order events are counted exactly and must be 0. A server "
+        "that cannot keep up slows the publisher down (each publish waits for its answer): "
+        "the row then says how long publishing took.",
+        "- idle-memory: the server's resident memory while the subscribers wait, minus "
+        "before, per subscriber.",
+        "- gen CPU, server CPU: CPU used over the measured window, as a share of one core.",
+        "- How each scenario measures, and how to run one alone: `bench/README.md`.",
+    ]

@@ -1,0 +1,390 @@
+"""Every scenario against every variant, each on a fresh server pinned to the server core.
+
+Variants: `uvicorn` (`longpoll serve`, memory backend), `granian` (the same app under
+granian's ASGI interface), `redis-1` and `redis-2` (`longpoll serve --redis --workers
+1|2` against a private redis-server on the server core too) and `persistence`
+(`publish-persist`: off, on, with fsync). The scenarios are the ordinary runners.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shlex
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bench.catchup import run_catchup
+from bench.fanout import run_fanout
+from bench.http import HTTPError
+from bench.launch import ServedVariant, serve_granian, serve_variant
+from bench.load import LOAD_HEADER, load_line
+from bench.memory import run_idle_memory
+from bench.options import RunOptions
+from bench.persist import VARIANTS, persist_table, run_persist
+from bench.pool import WorkerError
+from bench.publish import run_publish
+from bench.redis_server import RedisServer
+from bench.report import fanout_table, memory_table, result_payload
+from bench.server import CoreWatch, ServerPid
+from bench.stream import run_stream, stream_table
+from bench.target import Target, parse_target
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+GRANIAN_APP = "bench.apps:memory_app"
+MAX_REQUESTS = 2_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Sizes and durations of one suite."""
+
+    fanout_sizes: tuple[int, ...]
+    redis_fanout_sizes: tuple[int, ...]
+    rounds: int
+    idle_waiters: int
+    idle_warmup: int
+    idle_hold_s: float
+    connections: int
+    lead_s: float  # publish, catch-up: from the start to the first request
+    warmup_s: float
+    duration_s: float
+    catchup_events: int
+    stream_subscribers: int
+    redis_stream_subscribers: int  # Redis shares the server core: a full stream swamps it
+    stream_rate: float
+    stream_duration_s: float
+    persist_rounds: int
+    settle_s: float  # wait for subscribers where the server cannot count them (redis-2)
+
+
+FULL = Plan(
+    fanout_sizes=(1000, 5000, 10000),
+    redis_fanout_sizes=(1000, 5000),
+    rounds=3,
+    idle_waiters=10_000,
+    idle_warmup=100,
+    idle_hold_s=1.0,
+    connections=50,
+    lead_s=1.5,
+    warmup_s=1.0,
+    duration_s=3.0,
+    catchup_events=100,
+    stream_subscribers=1000,
+    redis_stream_subscribers=200,
+    stream_rate=20.0,
+    stream_duration_s=10.0,
+    persist_rounds=2,
+    settle_s=2.0,
+)
+
+QUICK = Plan(
+    fanout_sizes=(50, 100),
+    redis_fanout_sizes=(50, 100),
+    rounds=1,
+    idle_waiters=100,
+    idle_warmup=10,
+    idle_hold_s=0.2,
+    connections=10,
+    lead_s=0.4,
+    warmup_s=0.1,
+    duration_s=0.5,
+    catchup_events=20,
+    stream_subscribers=20,
+    redis_stream_subscribers=20,
+    stream_rate=20.0,
+    stream_duration_s=1.0,
+    persist_rounds=1,
+    settle_s=0.5,
+)
+
+
+SCENARIOS = ("fanout", "publish", "catchup", "stream")  # on one server; idle-memory on its own
+
+Measured = tuple["DataclassInstance", bool, str]  # the report, whether it failed, its text
+Starter = Callable[[Path], AbstractContextManager[ServedVariant]]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One scenario against one variant: its results (as in results.json), or its error."""
+
+    label: str
+    scenario: str
+    payload: dict[str, Any]
+    failed: bool
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """A server set-up: its label, how it was started, which scenarios ran against it."""
+
+    label: str
+    server: str
+    scenarios: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class Suite:
+    """Runs the plan; `show` gets each scenario's text as it finishes."""
+
+    plan: Plan
+    server_core: int
+    cores: tuple[int, ...]
+    workdir: Path
+    show: Callable[[str], None]
+    outcomes: list[Outcome] = field(default_factory=list)
+    variants: list[Variant] = field(default_factory=list)
+
+    def run(self) -> list[Outcome]:
+        """Every variant in turn; a scenario that cannot run is recorded, and the suite goes on."""
+        self._memory_variant("uvicorn", lambda log: serve_variant([], self.server_core, log))
+        self._memory_variant(
+            "granian", lambda log: serve_granian(GRANIAN_APP, self.server_core, log)
+        )
+        self._redis_variants()
+        self._persistence()
+        return self.outcomes
+
+    def _memory_variant(self, label: str, start: Starter) -> None:
+        log = self.workdir / f"{label}.log"
+        with self._guard(label, "server"), start(log) as served:
+            self.variants.append(
+                Variant(label, shlex.join(served.command), (*SCENARIOS, "idle-memory"))
+            )
+            self._scenarios(
+                label,
+                served,
+                served.process.pid,
+                self.plan.fanout_sizes,
+                self.plan.stream_subscribers,
+                True,
+            )
+        with self._guard(label, "server"), start(log) as served:
+            target, stats = parse_target(served.url), parse_target(served.url + "/stats")
+            pid = served.process.pid
+            self._run(
+                label, "idle-memory", _options(served), lambda: self._idle(target, stats, pid)
+            )
+
+    def _redis_variants(self) -> None:
+        redis = RedisServer(self.workdir, self.server_core)
+        try:
+            with self._guard("redis", "server"):
+                redis.start()
+                for workers in (1, 2):
+                    self._redis_variant(redis, workers)
+        finally:
+            redis.stop()
+
+    def _redis_variant(self, redis: RedisServer, workers: int) -> None:
+        label = f"redis-{workers}"
+        flags = ["--redis", redis.url, "--redis-prefix", _category(), "--workers", str(workers)]
+        log = self.workdir / f"{label}.log"
+        with self._guard(label, "server"), serve_variant(flags, self.server_core, log) as served:
+            assert redis.process is not None
+            shown = ["taskset", "-c", str(self.server_core), "redis-server", "--port"]
+            shown += [str(redis.port), "--save", "", "--appendonly", "no"]
+            server = f"{shlex.join(served.command)}, with {shlex.join(shown)}"
+            self.variants.append(Variant(label, server, SCENARIOS))
+            pids = (served.process.pid, redis.process.pid)
+            sizes = self.plan.redis_fanout_sizes
+            # each worker counts only its own waiters: with two, wait `settle_s` instead
+            subscribers = self.plan.redis_stream_subscribers
+            self._scenarios(label, served, pids, sizes, subscribers, workers == 1)
+
+    def _scenarios(
+        self,
+        label: str,
+        served: ServedVariant,
+        pid: ServerPid,
+        sizes: tuple[int, ...],
+        stream_subscribers: int,
+        counts_waiters: bool,
+    ) -> None:
+        target = parse_target(served.url)
+        stats = parse_target(served.url + "/stats") if counts_waiters else None
+        options = _options(served)
+        self._run(label, "fanout", options, lambda: self._fanout(target, stats, pid, sizes), pid)
+        self._run(label, "publish", options, lambda: self._publish(target, pid), pid)
+        self._run(label, "catchup", options, lambda: self._catchup(target, pid), pid)
+        self._run(
+            label,
+            "stream",
+            options,
+            lambda: self._stream(target, stats, pid, stream_subscribers),
+            pid,
+        )
+
+    def _run(
+        self,
+        label: str,
+        scenario: str,
+        options: dict[str, object],
+        measure: Callable[[], Measured],
+        pid: ServerPid | None = None,
+    ) -> None:
+        """Run one scenario; with the server's `pid`, also note what else used its core."""
+        with self._guard(label, scenario):
+            watch = CoreWatch(self.server_core, pid) if pid is not None else None
+            report, failed, text = measure()
+            payload = result_payload(scenario, options, report)
+            if watch is not None:
+                payload["server_core_others"] = watch.others()
+            self.outcomes.append(
+                Outcome(label, scenario, json.loads(json.dumps(payload, default=str)), failed)
+            )
+            self.show(f"== {label}: {scenario} ==\n{text}\n")
+
+    def _run_options(self, target: Target, stats: Target | None, pid: ServerPid) -> RunOptions:
+        return RunOptions(
+            target=target,
+            events_path="/events",
+            publish_path="/publish",
+            stats=stats,
+            category=_category(),
+            procs=len(self.cores),
+            pin=self.cores,
+            poll_timeout_s=100,
+            settle_s=self.plan.settle_s,
+            settle_timeout_s=30.0,
+            collect_timeout_s=30.0,
+            connect_concurrency=256,
+            connect_timeout_s=10.0,
+            payload_bytes=0,
+            server_pid=pid,
+            max_seconds=600.0,
+        )
+
+    def _fanout(
+        self, target: Target, stats: Target | None, pid: ServerPid, sizes: tuple[int, ...]
+    ) -> Measured:
+        opts = self._run_options(target, stats, pid)
+        report = run_fanout(opts, list(sizes), self.plan.rounds)
+        return report, report.failed, fanout_table(report)
+
+    def _idle(self, target: Target, stats: Target, pid: ServerPid) -> Measured:
+        plan = self.plan
+        opts = self._run_options(target, stats, pid)
+        report = run_idle_memory(opts, plan.idle_waiters, plan.idle_warmup, plan.idle_hold_s)
+        failed = bool(report.errors) or report.sent < report.waiters
+        return report, failed, memory_table(report)
+
+    def _publish(self, target: Target, pid: ServerPid) -> Measured:
+        plan = self.plan
+        report = run_publish(
+            target,
+            "/publish",
+            _category(),
+            connections=plan.connections,
+            procs=1,
+            cores=self.cores,
+            warmup_s=plan.warmup_s,
+            duration_s=plan.duration_s,
+            max_requests=MAX_REQUESTS,
+            server_pid=pid,
+            lead_s=plan.lead_s,
+        )
+        return report, report.failed, f"{LOAD_HEADER}\n{load_line('publish', report)}"
+
+    def _catchup(self, target: Target, pid: ServerPid) -> Measured:
+        plan = self.plan
+        report = run_catchup(
+            target,
+            "/events",
+            "/publish",
+            _category(),
+            events=plan.catchup_events,
+            since="all",
+            poll_timeout_s=5,
+            payload_bytes=0,
+            connections=plan.connections,
+            procs=1,
+            cores=self.cores,
+            warmup_s=plan.warmup_s,
+            duration_s=plan.duration_s,
+            max_requests=MAX_REQUESTS,
+            server_pid=pid,
+            lead_s=plan.lead_s,
+        )
+        return report, report.failed, f"{LOAD_HEADER}\n{load_line('catchup', report.load)}"
+
+    def _stream(
+        self, target: Target, stats: Target | None, pid: ServerPid, subscribers: int
+    ) -> Measured:
+        plan = self.plan
+        report = run_stream(
+            target,
+            "/events",
+            "/publish",
+            _category(),
+            subscribers=subscribers,
+            rate=plan.stream_rate,
+            duration_s=plan.stream_duration_s,
+            max_events=100_000,
+            poll_timeout_s=30,
+            payload_bytes=0,
+            procs=len(self.cores),
+            cores=self.cores,
+            connect_concurrency=256,
+            connect_timeout_s=10.0,
+            stats=stats,
+            settle_s=self.plan.settle_s,
+            settle_timeout_s=30.0,
+            drain_s=10.0,
+            server_pid=pid,
+        )
+        return report, report.failed, stream_table(report)
+
+    def _persistence(self) -> None:
+        plan = self.plan
+        shown = shlex.join(["taskset", "-c", str(self.server_core), "longpoll", "serve"])
+        server = f"a fresh `{shown} --port 0` per run, with each of: " + ", ".join(
+            f"`{' '.join(flags).replace('{file}', 'FILE')}`" if flags else "no flag"
+            for flags in VARIANTS.values()
+        )
+        self.variants.append(Variant("persistence", server, ("publish-persist",)))
+
+        def measure() -> Measured:
+            report = run_persist(
+                server_core=self.server_core,
+                cores=self.cores,
+                procs=1,
+                connections=plan.connections,
+                warmup_s=plan.warmup_s,
+                duration_s=plan.duration_s,
+                rounds=plan.persist_rounds,
+                max_requests=MAX_REQUESTS,
+                payload_bytes=0,
+                directory=self.workdir,
+                flush_period=None,
+                lead_s=plan.lead_s,
+            )
+            return report, report.failed, persist_table(report, plan.connections)
+
+        self._run("persistence", "publish-persist", {"server": server}, measure)
+
+    @contextlib.contextmanager
+    def _guard(self, label: str, scenario: str) -> Iterator[None]:
+        """Record an exception as a failed outcome and carry on with the suite."""
+        try:
+            yield
+        except (WorkerError, RuntimeError, ValueError, HTTPError, OSError, TimeoutError) as exc:
+            error = (f"{type(exc).__name__}: {exc}".strip().splitlines() or ["?"])[0]
+            self.outcomes.append(Outcome(label, scenario, {}, True, error))
+            self.show(f"== {label}: {scenario} == could not run: {error}\n")
+
+
+def _options(served: ServedVariant) -> dict[str, object]:
+    return {"server": shlex.join(served.command), "url": served.url}
+
+
+def _category() -> str:
+    return f"bench-{uuid.uuid4().hex[:8]}"
