@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,28 +100,42 @@ GRANIAN_FLAGS = [
     "--interface", "asgi", "--loop", "uvloop", "--http", "1", "--backpressure", "20000",
     "--backlog", "20000", "--no-ws", "--factory",
 ]  # fmt: skip
-ATTEMPTS = 3  # ports tried: a free port may be taken before granian binds it
+UVICORN_FLAGS = [
+    "--loop", "uvloop", "--http", "httptools", "--ws", "none", "--lifespan", "off",
+    "--no-access-log", "--log-level", "warning",
+]  # fmt: skip
+ATTEMPTS = 3  # ports tried: a free port may be taken before the server binds it
+
+
+def serve_granian(app: str, core: int, log: Path) -> AbstractContextManager[ServedVariant]:
+    """granian serving the ASGI factory `app` (``module:function``); see `serve_asgi`."""
+    return serve_asgi("granian", [*GRANIAN_FLAGS, app], core, log)
+
+
+def serve_uvicorn(app: str, core: int, log: Path) -> AbstractContextManager[ServedVariant]:
+    """Stock uvicorn serving the ASGI app `app` (``module:attribute``); see `serve_asgi`."""
+    return serve_asgi("uvicorn", [*UVICORN_FLAGS, app], core, log)
 
 
 @contextlib.contextmanager
-def serve_granian(app: str, core: int, log: Path) -> Iterator[ServedVariant]:
-    """granian serving the ASGI factory `app` (``module:function``) on a free port, pinned
-    to `core`; ready once its `/stats` answers; stopped with SIGTERM at the end."""
+def serve_asgi(server: str, args: list[str], core: int, log: Path) -> Iterator[ServedVariant]:
+    """`python -m SERVER ARGS --host 127.0.0.1 --port P` on a free port, pinned to `core`;
+    ready once its `/stats` answers; stopped with SIGTERM at the end."""
     for _ in range(ATTEMPTS):
         port = free_port()
-        args = [*GRANIAN_FLAGS, app, "--host", "127.0.0.1", "--port", str(port)]
-        process = _start([sys.executable, "-m", "granian", *args], core, log)
+        full = [*args, "--host", "127.0.0.1", "--port", str(port)]
+        process = _start([sys.executable, "-m", server, *full], core, log)
         url = f"http://127.0.0.1:{port}"
         try:
-            if _answers(process, url):
-                yield ServedVariant(process, url, ["taskset", "-c", str(core), "granian", *args])
+            if _answers(server, process, url):
+                yield ServedVariant(process, url, ["taskset", "-c", str(core), server, *full])
                 return
         finally:
             stop(process)
-    raise RuntimeError(f"granian did not start ({ATTEMPTS} ports tried):\n" + log.read_text())
+    raise RuntimeError(f"{server} did not start ({ATTEMPTS} ports tried):\n" + log.read_text())
 
 
-def _answers(process: subprocess.Popen[bytes], url: str) -> bool:
+def _answers(server: str, process: subprocess.Popen[bytes], url: str) -> bool:
     """True once `url`/stats answers; False if the process exits first (port taken)."""
     stats = parse_target(url + "/stats")
     deadline = time.monotonic() + START_TIMEOUT_S
@@ -130,4 +145,4 @@ def _answers(process: subprocess.Popen[bytes], url: str) -> bool:
         if read_waiting(stats, 1.0) is not None:
             return True
         time.sleep(0.05)
-    raise RuntimeError(f"granian did not answer on {url} within {START_TIMEOUT_S:.0f} s")
+    raise RuntimeError(f"{server} did not answer on {url} within {START_TIMEOUT_S:.0f} s")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,7 @@ def _markdown(record: Record, rows: list[Row], plots: list[str], assets: str) ->
         ]
     lines += _method(record)
     lines += ["## Targets", "", *_targets(record), ""]
+    lines += ["## Default server", "", *_default_server(record), ""]
     lines += ["## Variants", "", *_variants(record), ""]
     lines += ["## Results", ""]
     for variant in _labels(record):
@@ -207,6 +209,49 @@ def _targets(record: Record) -> list[str]:
     return lines
 
 
+def _fanout_max_ms(body: dict[str, Any]) -> float | None:
+    sizes = [s for s in body.get("sizes", []) if s.get("max_ms") is not None]
+    return max(sizes, key=lambda s: s["size"])["max_ms"] if sizes else None
+
+
+# figure, scenario, how to read it from that scenario's results, whether more is better
+_COMPARED: list[tuple[str, str, Callable[[dict[str, Any]], float | None], bool]] = [
+    ("fan-out to the largest N, max ms", "fanout", _fanout_max_ms, False),
+    ("publish req/s", "publish", lambda b: b.get("requests_per_s"), True),
+    ("catch-up req/s", "catchup", lambda b: b.get("load", {}).get("requests_per_s"), True),
+    ("idle KiB per waiter", "idle-memory", lambda b: b.get("kib_per_waiter"), False),
+    ("stream p99 ms", "stream", lambda b: (b.get("latency") or {}).get("p99_ms"), False),
+]
+
+
+def _figure(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
+
+
+def _default_server(record: Record) -> list[str]:
+    """uvicorn (with longpoll's protocol) against granian, figure by figure."""
+    bodies = {(o.label, o.scenario): o.payload for o in record.outcomes if o.payload}
+    lines = ["| figure | uvicorn | granian | better |", "| --- | ---: | ---: | --- |"]
+    wins = {"uvicorn": 0, "granian": 0}
+    for name, scenario, read, more_is_better in _COMPARED:
+        ours = read(bodies.get(("uvicorn", scenario), {}))
+        other = read(bodies.get(("granian", scenario), {}))
+        if ours is None or other is None:
+            continue
+        better = "uvicorn" if (ours >= other) == more_is_better else "granian"
+        wins[better] += 1
+        lines.append(f"| {name} | {_figure(ours)} | {_figure(other)} | {better} |")
+    if not any(wins.values()):
+        return ["Not measured: the suite needs both the uvicorn and the granian variant."]
+    return [
+        "`longpoll serve` runs on uvicorn with longpoll's own HTTP protocol. In this run it "
+        f"did better than granian's ASGI interface on {wins['uvicorn']} of "
+        f"{sum(wins.values())} figures:",
+        "",
+        *lines,
+    ]
+
+
 def _variants(record: Record) -> list[str]:
     lines = ["| variant | server | scenarios |", "| --- | --- | --- |"]
     for variant in record.variants:
@@ -219,7 +264,10 @@ def _variants(record: Record) -> list[str]:
         "`uvicorn` is `longpoll serve`, the default server: uvicorn with longpoll's own HTTP "
         "protocol, which wakes a waiting request when its connection drops. `granian` serves "
         "the same app (`bench/apps.py`: memory backend, the same garbage-collector settings) "
-        "through its plain ASGI interface.",
+        "through its plain ASGI interface. `floor` is stock uvicorn serving an app that does "
+        "nothing but answer (`bench.apps:floor_app`: no storage, no validation, the same "
+        "100 events for every catch-up): the most publish and catch-up requests any Python "
+        "ASGI server on uvicorn can answer on this machine.",
         "",
         "Every server-side process shares the one server core, so `redis-2` shows what a "
         "second worker and Redis cost there, not how two workers scale over two cores (this "

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from bench.catchup import run_catchup
 from bench.fanout import run_fanout
 from bench.http import HTTPError
-from bench.launch import ServedVariant, serve_granian, serve_variant
+from bench.launch import ServedVariant, serve_granian, serve_uvicorn, serve_variant
 from bench.load import LOAD_HEADER, load_line
 from bench.memory import run_idle_memory
 from bench.options import RunOptions
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
 GRANIAN_APP = "bench.apps:memory_app"
+FLOOR_APP = "bench.apps:floor_app"
 MAX_REQUESTS = 2_000_000
 
 
@@ -151,7 +152,21 @@ class Suite:
         )
         self._redis_variants()
         self._persistence()
+        self._floor()
         return self.outcomes
+
+    def _floor(self) -> None:
+        """Publish and catch-up against an app that does nothing, on stock uvicorn."""
+        label = "floor"
+        with (
+            self._guard(label, "server"),
+            serve_uvicorn(FLOOR_APP, self.server_core, self.workdir / "floor.log") as served,
+        ):
+            self.variants.append(Variant(label, shlex.join(served.command), ("publish", "catchup")))
+            target, pid = parse_target(served.url), served.process.pid
+            options = _options(served)
+            self._run(label, "publish", options, lambda: self._publish(target, pid), pid)
+            self._run(label, "catchup", options, lambda: self._catchup(target, pid), pid)
 
     def _memory_variant(self, label: str, start: Starter) -> None:
         log = self.workdir / f"{label}.log"

@@ -24,7 +24,7 @@ from tests.servers import serve_process, serve_until_crash
 
 ROOT = Path(__file__).resolve().parent.parent
 PNG = b"\x89PNG\r\n\x1a\n"
-VARIANTS = ("uvicorn", "granian", "redis-1", "redis-2", "persistence")
+VARIANTS = ("uvicorn", "granian", "redis-1", "redis-2", "persistence", "floor")
 
 
 def bench(*args: str) -> list[str]:
@@ -77,6 +77,9 @@ def test_quick_suite_writes_the_page_plots_and_results(tmp_path: Path) -> None:
     assert len(re.findall(r"^\| (fan-out|catch-up|publish|idle|stream)", targets, re.M)) == 5
     assert "**met**" in targets or "**missed**" in targets
     assert "## What limits each figure" in text
+    choice = text.split("## Default server")[1].split("##")[0]
+    assert re.search(r"did better than granian's ASGI interface on \d of 5 figures", choice)
+    assert len(re.findall(r"^\| .* \| (uvicorn|granian) \|$", choice, re.M)) == 5
     assert "could not run" not in text
 
     assets = tmp_path / "benchmarks"
