@@ -265,9 +265,10 @@ def _variants(record: Record) -> list[str]:
         "protocol, which wakes a waiting request when its connection drops. `granian` serves "
         "the same app (`bench/apps.py`: memory backend, the same garbage-collector settings) "
         "through its plain ASGI interface. `floor` is stock uvicorn serving an app that does "
-        "nothing but answer (`bench.apps:floor_app`: no storage, no validation, the same "
-        "100 events for every catch-up): the most publish and catch-up requests any Python "
-        "ASGI server on uvicorn can answer on this machine.",
+        "the least (`bench.apps:floor_app`: no storage, no validation, no timeouts, no "
+        "disconnect watching, one shared future for every waiting request, the same 100 "
+        "events for every catch-up): what any Python ASGI app on uvicorn can reach on this "
+        "machine, measured in the same run.",
         "",
         "Every server-side process shares the one server core, so `redis-2` shows what a "
         "second worker and Redis cost there, not how two workers scale over two cores (this "

@@ -156,15 +156,19 @@ class Suite:
         return self.outcomes
 
     def _floor(self) -> None:
-        """Publish and catch-up against an app that does nothing, on stock uvicorn."""
+        """Fan-out, publish and catch-up against an app that does the least, on stock uvicorn."""
         label = "floor"
         with (
             self._guard(label, "server"),
             serve_uvicorn(FLOOR_APP, self.server_core, self.workdir / "floor.log") as served,
         ):
-            self.variants.append(Variant(label, shlex.join(served.command), ("publish", "catchup")))
+            scenarios = ("fanout", "publish", "catchup")
+            self.variants.append(Variant(label, shlex.join(served.command), scenarios))
             target, pid = parse_target(served.url), served.process.pid
+            stats, sizes = parse_target(served.url + "/stats"), self.plan.fanout_sizes
             options = _options(served)
+            fanout = lambda: self._fanout(target, stats, pid, sizes)  # noqa: E731
+            self._run(label, "fanout", options, fanout, pid)
             self._run(label, "publish", options, lambda: self._publish(target, pid), pid)
             self._run(label, "catchup", options, lambda: self._catchup(target, pid), pid)
 
