@@ -87,8 +87,12 @@ class WaiterRegistry:
         return list(self._by_category)
 
     def add(self, waiter: Waiter) -> None:
+        by_category = self._by_category
         for category in waiter.categories:
-            self._by_category.setdefault(category, set()).add(waiter)
+            waiters = by_category.get(category)
+            if waiters is None:
+                waiters = by_category[category] = set()
+            waiters.add(waiter)
         self._count += 1
 
     def remove(self, waiter: Waiter) -> None:
