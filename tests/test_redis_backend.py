@@ -260,3 +260,56 @@ async def test_redis_outage_and_return(private_redis: RedisServer) -> None:
                 await publish(client, "o", "again")
                 await asyncio.sleep(0.5)
         assert waiting.result()["events"][0]["data"] == "again"
+
+
+async def test_wakeup_behind_a_read_does_not_repeat_events(redis_server: RedisServer) -> None:
+    # The wake-up listener of a process can lag behind what its requests read from
+    # the history (an overloaded process, or a reconnecting listener). A subscriber
+    # that read an event and resumes after it must not get it again from the
+    # listener when it catches up.
+    backend = RedisBackend(
+        redis_server.url, key_prefix=f"behind-{uuid.uuid4().hex}", health_check_seconds=1.0
+    )
+    async with LongpollManager(backend=backend) as manager:
+        async with aioredis.Redis.from_url(redis_server.url) as admin:
+            for waker in await connections(redis_server.url):
+                if waker["name"] == WAKE_CLIENT_NAME:
+                    await admin.client_kill_filter(_id=waker["id"])
+        # The listener is away for about a second before it reads the log again.
+        event = await manager.publish("b", "read before its wake-up")
+        first = await manager.wait_for_events(Subscription(("b",), 1, since_time=-1))
+        assert first.events == [event]
+        resumed = Subscription(("b",), 5, since_time=event.timestamp, last_id=event.id)
+        waiting = asyncio.create_task(manager.wait_for_events(resumed))
+        await wait_for_waiters(manager, 1)
+        names = [c["name"] for c in await connections(redis_server.url)]
+        assert WAKE_CLIENT_NAME not in names, "the listener came back too early to test"
+        async with asyncio.timeout(5):
+            while WAKE_CLIENT_NAME not in [c["name"] for c in await connections(redis_server.url)]:
+                await asyncio.sleep(0.05)
+        later = await manager.publish("b", "later")
+        batch = await asyncio.wait_for(waiting, 5)
+        assert batch.events == [later]
+
+
+async def test_timeout_behind_a_read_does_not_repeat_events(redis_server: RedisServer) -> None:
+    # As above, but the subscriber's wait times out before the listener delivered
+    # the event it read: the events stored but not yet woken for must not
+    # include it again.
+    prefix = f"behind-{uuid.uuid4().hex}"
+    backend = RedisBackend(redis_server.url, key_prefix=prefix)
+    async with LongpollManager(backend=backend) as manager:
+        # Hold back this process's wake-ups, as an overloaded process would.
+        for task in backend._tasks:
+            task.cancel()
+        event = await manager.publish("t", "read before its wake-up")
+        first = await manager.wait_for_events(Subscription(("t",), 1, since_time=-1))
+        assert first.events == [event]
+        resumed = Subscription(("t",), 1, since_time=event.timestamp, last_id=event.id)
+        batch = await manager.wait_for_events(resumed)
+        assert batch.events == []
+        assert batch.timestamp >= event.timestamp
+        # The timeout's timestamp is a safe resume point.
+        later = await manager.publish("t", "later")
+        found = await manager.wait_for_events(Subscription(("t",), 1, since_time=batch.timestamp))
+        assert found.events == [later]

@@ -217,7 +217,8 @@ class LongpollManager:
             self.options.max_longpoll_timeout_seconds, self.options.max_categories_per_request
         )
         self._check_running()
-        waiter = Waiter(subscription.categories, asyncio.get_running_loop().create_future())
+        loop = asyncio.get_running_loop()
+        waiter = Waiter(subscription.categories, loop.create_future())
         # Registered before reading, so that an event published during the read
         # (which may suspend, in other backends) still wakes this waiter.
         self._waiters.add(waiter)
@@ -230,14 +231,31 @@ class LongpollManager:
             self._waiters.remove(waiter)
             return Batch(found.events, found.events[-1].timestamp, found.missed)
         missed = found.missed
+        # A backend whose notify lags behind its reads can still hand the waiter
+        # events up to `found.through`, which the read saw: the subscriber had them.
+        through = found.through
         disconnected = watch_disconnect() if watch_disconnect is not None else None
-        await self._waiters.wait(waiter, subscription.timeout_seconds, disconnected)
-        if waiter.events:
-            return Batch(waiter.events, waiter.events[-1].timestamp, missed)
-        if disconnected is not None and disconnected.done():
-            # The subscriber is gone and reads no answer: no resume point to take.
-            return Batch([], 0, missed)
+        deadline = loop.time() + subscription.timeout_seconds
+        remaining: float = subscription.timeout_seconds
+        while True:
+            await self._waiters.wait(waiter, remaining, disconnected)
+            events = _newer(waiter.events, through)
+            if events:
+                return Batch(events, events[-1].timestamp, missed)
+            if disconnected is not None and disconnected.done():
+                # The subscriber is gone and reads no answer: no resume point to take.
+                return Batch([], 0, missed)
+            remaining = deadline - loop.time()
+            if not waiter.events or waiter.closing or remaining <= 0:
+                break  # a timeout or a shutdown
+            if self._state is not _State.RUNNING:
+                break
+            # Woken only by events the subscriber had: wait out the rest of the
+            # timeout. Nothing ran on the loop since the old waiter was unregistered.
+            waiter = Waiter(subscription.categories, loop.create_future())
+            self._waiters.add(waiter)
         timestamp, late = await self._backend.resume_after_wait(subscription.categories)
+        late = _newer(late, through)
         if late:
             return Batch(late, late[-1].timestamp, missed, closing=waiter.closing)
         return Batch([], timestamp, missed, closing=waiter.closing)
@@ -268,6 +286,13 @@ class LongpollManager:
         if self._state is not _State.RUNNING:
             state = "not started" if self._state is _State.NEW else "shutting down"
             raise ManagerClosed(f"the manager is {state}")
+
+
+def _newer(events: list[Event], through: tuple[int, int] | None) -> list[Event]:
+    """The events (in publish order) after the position `through`, if given."""
+    if through is None or not events or (events[0].timestamp, events[0].sequence) > through:
+        return events
+    return [event for event in events if (event.timestamp, event.sequence) > through]
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

@@ -18,10 +18,17 @@ class ReadResult:
 
     `missed` is true when events after the subscription's position were dropped
     from the buffer (for size or age) before it asked.
+
+    `through` is for a backend whose `notify` can lag behind its reads (Redis:
+    one wake-up listener per process): the position (timestamp, sequence) of the
+    newest event stored when the read was made. Events up to it that `notify`
+    hands a waiter afterwards were already seen by the read, and the manager
+    drops them. None for a backend that notifies inside `append`.
     """
 
     events: list[Event]
     missed: bool = False
+    through: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -148,18 +148,20 @@ return 1
 """
 )
 
-# KEYS: stream1, marker1, stream2, marker2, ...   ARGV: ttl ms, first entry id
+# KEYS: meta, stream1, marker1, stream2, marker2, ...   ARGV: ttl ms, first entry id
+# Returns the entries and marker of each stream, then the newest timestamp and sequence.
 _READ = (
     _LUA_COMMON
     + """
 local ttl = tonumber(ARGV[1])
 local now = now_ms()
 local result = {}
-for k = 1, #KEYS, 2 do
+for k = 2, #KEYS, 2 do
     expire(KEYS[k], KEYS[k + 1], ttl, now)
     result[#result + 1] = redis.call('XRANGE', KEYS[k], ARGV[2], '+')
     result[#result + 1] = redis.call('HMGET', KEYS[k + 1], 'ts', 'seq', 'id')
 end
+result[#result + 1] = redis.call('HMGET', KEYS[1], 'last', 'seq')
 return result
 """
 )
@@ -405,7 +407,7 @@ class RedisBackend(Backend):
         if since is None:
             return ReadResult([])
         names = list(dict.fromkeys(subscription.categories))
-        keys: list[bytes] = []
+        keys: list[bytes] = [self._meta]
         for name in names:
             keys += [self._stream(name), self._marker(name)]
         first = "-" if since < 0 else f"{since}-0"
@@ -423,7 +425,8 @@ class RedisBackend(Backend):
         events = [e for events in per_category for e in events if (e.timestamp, e.sequence) > cut]
         if len(names) > 1:
             events.sort(key=lambda e: e.sequence)
-        return ReadResult(events, missed)
+        last, sequence = replies[-1]
+        return ReadResult(events, missed, through=(int(last or 0), int(sequence or 0)))
 
     async def remove(self, events: Sequence[Event]) -> None:
         args: list[Any] = [self._prefix]
@@ -443,10 +446,17 @@ class RedisBackend(Backend):
         try:
             async with self._unavailable_as_error():
                 last, sequence = await self._resume_script(keys=[self._meta], args=[*seen])
-        except BackendUnavailable:
+        except BackendUnavailable as exc:
             # No safe point can be agreed with Redis: one just before what this
-            # process saw may repeat events of that millisecond but loses none.
-            logger.warning("Redis unavailable: answering a waiter with a local resume point")
+            # process saw loses nothing. A client that moves to a timeout answer's
+            # timestamp only when it is past its own position (ours, the benchmark)
+            # gets nothing twice from it; one that always takes it may get events
+            # of millisecond `seen[0]` again.
+            logger.warning(
+                "Redis unavailable (%s): answering a waiter with the local resume point %d, "
+                "which may repeat events of millisecond %d to a client that takes it",
+                exc, seen[0] - 1, seen[0],
+            )  # fmt: skip
             return seen[0] - 1, []
         if int(sequence) <= seen[1]:
             return int(last), []
@@ -460,10 +470,10 @@ class RedisBackend(Backend):
             replies = await pipe.execute()
         for name, entries in zip(names, replies, strict=True):
             late += [_event_from_entry(name, eid, fields) for eid, fields in entries]
-        if not late:
-            return int(last), []
         late.sort(key=lambda e: e.sequence)
-        return late[-1].timestamp, late
+        # `last` stays the safe point (events stored after the script get later
+        # timestamps), also for a subscriber that already had every late event.
+        return int(last), late
 
     async def stats(self) -> BackendStats:
         async with self._unavailable_as_error():
