@@ -246,10 +246,8 @@ class LongpollManager:
                 # The subscriber is gone and reads no answer: no resume point to take.
                 return Batch([], 0, missed)
             remaining = deadline - loop.time()
-            if not waiter.events or waiter.closing or remaining <= 0:
+            if not waiter.events or remaining <= 0 or self._state is not _State.RUNNING:
                 break  # a timeout or a shutdown
-            if self._state is not _State.RUNNING:
-                break
             # Woken only by events the subscriber had: wait out the rest of the
             # timeout. Nothing ran on the loop since the old waiter was unregistered.
             waiter = Waiter(subscription.categories, loop.create_future())
