@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import uuid
 
 import orjson
 
 from longpoll import LongpollApp, LongpollManager, Options
 from longpoll._http import Receive, Scope, Send
+from longpoll.server import tune_gc
 
 
 def memory_app() -> LongpollApp:
     """The app `longpoll serve` runs (memory backend, default options), with its gc settings."""
     app = LongpollApp(LongpollManager(Options()))
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 50, 100)
+    tune_gc()
     return app
 
 

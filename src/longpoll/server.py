@@ -207,9 +207,16 @@ async def serve(
         backlog=4096,
     )
     server = _Server(config, manager, endpoints)
-    # Long-lived waiters make the cyclic collector's full passes slow; move what
-    # start-up allocated out of its reach and make it run less often.
+    tune_gc()
+    await server.serve(sockets=[sock])
+
+
+def tune_gc() -> None:
+    """Set up the cyclic garbage collector for a server holding many waiting requests.
+
+    Long-lived waiters make the collector's full passes slow: what start-up
+    allocated is moved out of its reach, and it runs less often.
+    """
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
-    await server.serve(sockets=[sock])
