@@ -262,6 +262,27 @@ async def test_redis_outage_and_return(private_redis: RedisServer) -> None:
         assert waiting.result()["events"][0]["data"] == "again"
 
 
+class HeldWakeUps:
+    """Holds what a backend's wake-up listener delivers, as a lagging listener would."""
+
+    def __init__(self, backend: RedisBackend) -> None:
+        self.backend = backend
+        self.deliver = backend._deliver
+        # The listener reads the same entries again while its position stays put.
+        self.held: dict[bytes, dict[bytes, bytes]] = {}
+        backend._deliver = self.held.setdefault  # type: ignore[method-assign,assignment]
+
+    async def release(self, count: int) -> None:
+        """Once `count` entries are held, deliver them and stop holding."""
+        async with asyncio.timeout(5):
+            while len(self.held) < count:
+                await asyncio.sleep(0.01)
+        self.backend._deliver = self.deliver  # type: ignore[method-assign]
+        for entry_id, fields in self.held.items():
+            self.deliver(entry_id, fields)
+        await asyncio.sleep(0.05)
+
+
 async def test_wakeup_behind_a_read_does_not_repeat_events(redis_server: RedisServer) -> None:
     # The wake-up listener of a process can lag behind what its requests read from
     # the history (an overloaded process, or a reconnecting listener). A subscriber
@@ -269,27 +290,35 @@ async def test_wakeup_behind_a_read_does_not_repeat_events(redis_server: RedisSe
     # listener when it catches up.
     backend = RedisBackend(redis_server.url, key_prefix=f"behind-{uuid.uuid4().hex}")
     async with LongpollManager(backend=backend) as manager:
-        deliver = backend._deliver
-        held: list[tuple[bytes, dict[bytes, bytes]]] = []
-        backend._deliver = lambda *entry: held.append(entry)  # type: ignore[method-assign]
+        wake_ups = HeldWakeUps(backend)
         event = await manager.publish("b", "read before its wake-up")
         first = await manager.wait_for_events(Subscription(("b",), 1, since_time=-1))
         assert first.events == [event]
         resumed = Subscription(("b",), 5, since_time=event.timestamp, last_id=event.id)
         waiting = asyncio.create_task(manager.wait_for_events(resumed))
         await wait_for_waiters(manager, 1)
-        async with asyncio.timeout(5):
-            while not held:
-                await asyncio.sleep(0.01)
-        # The listener catches up: it hands the waiter the event the read returned.
-        backend._deliver = deliver  # type: ignore[method-assign]
-        for entry in held:
-            deliver(*entry)
-        await asyncio.sleep(0.05)
+        await wake_ups.release(1)  # the listener catches up with the event read
         assert not waiting.done()
         later = await manager.publish("b", "later")
         batch = await asyncio.wait_for(waiting, 5)
         assert batch.events == [later]
+
+
+async def test_far_future_position_gets_an_event_its_read_saw_stored(
+    redis_server: RedisServer,
+) -> None:
+    # A position in the future waits for whatever comes next, even an event that
+    # was stored just before the read while the listener lagged.
+    backend = RedisBackend(redis_server.url, key_prefix=f"behind-{uuid.uuid4().hex}")
+    async with LongpollManager(backend=backend) as manager:
+        wake_ups = HeldWakeUps(backend)
+        event = await manager.publish("f", "stored before the read")
+        future = Subscription(("f",), 5, since_time=2**62)
+        waiting = asyncio.create_task(manager.wait_for_events(future))
+        await wait_for_waiters(manager, 1)
+        await wake_ups.release(1)
+        batch = await asyncio.wait_for(waiting, 5)
+        assert batch.events == [event]
 
 
 async def test_timeout_behind_a_read_does_not_repeat_events(redis_server: RedisServer) -> None:

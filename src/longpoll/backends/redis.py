@@ -426,7 +426,11 @@ class RedisBackend(Backend):
         if len(names) > 1:
             events.sort(key=lambda e: e.sequence)
         last, sequence = replies[-1]
-        return ReadResult(events, missed, through=(int(last or 0), int(sequence or 0)))
+        through = (int(last or 0), int(sequence or 0))
+        # Up to `through`, the subscriber has every event (it read them, or they are
+        # before its position); not so for a position in the future, which waits
+        # for whatever comes next.
+        return ReadResult(events, missed, through=through if cut <= through else None)
 
     async def remove(self, events: Sequence[Event]) -> None:
         args: list[Any] = [self._prefix]
