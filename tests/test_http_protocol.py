@@ -149,7 +149,11 @@ async def test_empty_since_time_and_last_id_count_as_absent(
     server: RunningServer, client: httpx.AsyncClient
 ) -> None:
     # golongpoll's browser client sends last_id= on its first poll.
+    first = asyncio.create_task(poll(client, category="c", timeout=10))
+    await wait_for_waiters(server.manager, 1)
     await publish(client, "c", "old")
+    # Once a waiter got it, no wake-up of "old" is still on its way (Redis).
+    assert [event["data"] for event in (await first)["events"]] == ["old"]
     waiting = asyncio.create_task(poll(client, category="c", since_time="", last_id="", timeout=10))
     await wait_for_waiters(server.manager, 1)
     new = await publish(client, "c", "new")
