@@ -19,7 +19,7 @@ import redis.asyncio as aioredis
 
 from bench.redis_server import RedisServer
 from longpoll import BackendUnavailable, LongpollApp, LongpollManager, Options, Subscription
-from longpoll.backends.redis import WAKE_CLIENT_NAME, RedisBackend
+from longpoll.backends.redis import WAKE_CLIENT_NAME, RedisBackend, _entry_position
 from tests.servers import RunningServer, http_client, serve_app, wait_for_waiters
 
 
@@ -273,13 +273,17 @@ class HeldWakeUps:
         backend._deliver = self.held.setdefault  # type: ignore[method-assign,assignment]
 
     async def release(self, count: int) -> None:
-        """Once `count` entries are held, deliver them and stop holding."""
+        """Once `count` entries are held, let the listener catch up with them."""
         async with asyncio.timeout(5):
             while len(self.held) < count:
                 await asyncio.sleep(0.01)
-        self.backend._deliver = self.deliver  # type: ignore[method-assign]
-        for entry_id, fields in self.held.items():
-            self.deliver(entry_id, fields)
+            # The listener itself delivers them again: a read it sent while holding
+            # may still be on its way, and delivering them from here too would
+            # hand them out twice.
+            self.backend._deliver = self.deliver  # type: ignore[method-assign]
+            newest = max(_entry_position(entry_id) for entry_id in self.held)
+            while self.backend._position < newest:
+                await asyncio.sleep(0.01)
         await asyncio.sleep(0.05)
 
 
