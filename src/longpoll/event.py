@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -14,22 +13,46 @@ from longpoll.errors import InvalidRequest
 MAX_CATEGORY_BYTES = 1024
 
 
-@dataclass(frozen=True, slots=True)
+_UNDECODED: Any = object()
+
+
 class Event:
-    """One published event.
+    """One published event; immutable.
 
     `timestamp` is in milliseconds since the epoch and `id` a random UUID4, as on the
     wire. `sequence` orders events of one manager (or one Redis history) across all
     categories; it is not sent to clients. `json` holds the event encoded once, at
     publish, and is what every response is built from.
+
+    Events read back from a store (`Event.stored`) decode `data` and `id` from
+    `json` only when asked for them: a server answering over HTTP never needs to.
     """
+
+    __slots__ = ("_data", "_id", "category", "json", "sequence", "timestamp")
 
     timestamp: int
     category: str
-    data: Any
-    id: uuid.UUID
-    sequence: int = field(repr=False)
-    json: bytes = field(repr=False, compare=False)
+    sequence: int
+    json: bytes
+    _data: Any
+    _id: uuid.UUID
+
+    def __init__(
+        self,
+        timestamp: int,
+        category: str,
+        data: Any,
+        id: uuid.UUID,
+        sequence: int,
+        json: bytes,
+    ) -> None:
+        _set = object.__setattr__
+        _set(self, "timestamp", timestamp)
+        _set(self, "category", category)
+        _set(self, "_data", data)
+        _set(self, "_id", id)
+        _set(self, "sequence", sequence)
+        _set(self, "json", json)
 
     @classmethod
     def create(
@@ -51,6 +74,62 @@ class Event:
             str(event_id).encode("ascii"),
         )
         return cls(timestamp, category, data, event_id, sequence, encoded)
+
+    @classmethod
+    def stored(cls, timestamp: int, category: str, sequence: int, json: bytes) -> Event:
+        """The event whose wire JSON (as `create` built it) is `json`, decoded lazily."""
+        return cls(timestamp, category, _UNDECODED, _UNDECODED, sequence, json)
+
+    @property
+    def data(self) -> Any:
+        """The published data, as JSON decodes it."""
+        if self._data is _UNDECODED:
+            self._decode()
+        return self._data
+
+    @property
+    def id(self) -> uuid.UUID:
+        """The event's unique id."""
+        if self._id is _UNDECODED:
+            self._decode()
+        return self._id
+
+    def _decode(self) -> None:
+        decoded = orjson.loads(self.json)
+        object.__setattr__(self, "_data", decoded["data"])
+        object.__setattr__(self, "_id", uuid.UUID(decoded["id"]))
+
+    def with_sequence(self, sequence: int) -> Event:
+        """A copy of this event with another `sequence`."""
+        return Event(self.timestamp, self.category, self._data, self._id, sequence, self.json)
+
+    def _key(self) -> tuple[int, str, Any, uuid.UUID, int]:
+        return (self.timestamp, self.category, self.data, self.id, self.sequence)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash((self.timestamp, self.category, self.id, self.sequence))
+
+    def __repr__(self) -> str:
+        return (
+            f"Event(timestamp={self.timestamp!r}, category={self.category!r}, "
+            f"data={self.data!r}, id={self.id!r})"
+        )
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"cannot assign to field {name!r}: events are immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete field {name!r}: events are immutable")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt through __init__: the default way would assign the slots one by one.
+        fields = (self.timestamp, self.category, self.data, self.id, self.sequence, self.json)
+        return (self.__class__, fields)
 
     def to_dict(self) -> dict[str, Any]:
         """The event as the JSON object clients receive."""

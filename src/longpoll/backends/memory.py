@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import time
 from bisect import bisect_left, bisect_right
@@ -112,7 +111,7 @@ class MemoryBackend(Backend):
         if self._is_expired(event, now):
             return
         self._sequence += 1
-        self._store(dataclasses.replace(event, sequence=self._sequence), now)
+        self._store(event.with_sequence(self._sequence), now)
 
     def _store(self, event: Event, now: int) -> None:
         category = self._categories.get(event.category)
