@@ -226,21 +226,21 @@ def _entry_position(entry_id: bytes) -> tuple[int, int]:
     return int(timestamp), int(sequence)
 
 
-def _fields(fields: Sequence[bytes] | dict[bytes, bytes]) -> dict[bytes, bytes]:
-    """An entry's fields: redis-py parses them to a dict, a script returns a flat list."""
+def _json_field(fields: Sequence[bytes] | dict[bytes, bytes]) -> bytes:
+    """An entry's `j` field: redis-py parses fields to a dict, a script returns a flat list."""
     if isinstance(fields, dict):
-        return fields
-    return dict(zip(fields[::2], fields[1::2], strict=True))
+        return fields[b"j"]
+    for index in range(0, len(fields), 2):
+        if fields[index] == b"j":
+            return fields[index + 1]
+    raise KeyError("j")
 
 
 def _event_from_entry(
     category: str, entry_id: bytes, fields: Sequence[bytes] | dict[bytes, bytes]
 ) -> Event:
-    values = _fields(fields)
     timestamp, sequence = _entry_position(entry_id)
-    encoded = values[b"j"]
-    decoded = orjson.loads(encoded)
-    return Event(timestamp, category, decoded["data"], uuid.UUID(decoded["id"]), sequence, encoded)
+    return Event.stored(timestamp, category, sequence, _json_field(fields))
 
 
 class RedisBackend(Backend):
@@ -519,8 +519,7 @@ class RedisBackend(Backend):
                     await connection.aclose()
 
     def _deliver(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
-        values = _fields(fields)
-        event = _event_from_entry(values[b"c"].decode("utf-8"), entry_id, values)
+        event = _event_from_entry(fields[b"c"].decode("utf-8"), entry_id, fields)
         self._position = (event.timestamp, event.sequence)
         try:
             self._notify(event)
