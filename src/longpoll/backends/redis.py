@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import hashlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -34,10 +36,11 @@ import orjson
 import redis.asyncio as aioredis
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
+from longpoll.backends._group_commit import GroupCommit
 from longpoll.backends.base import Backend, BackendStats, ReadResult
 from longpoll.errors import BackendUnavailable
 from longpoll.event import Event
@@ -48,6 +51,7 @@ logger = logging.getLogger("longpoll.redis")
 
 _AFTER_ALL_OF_A_MILLISECOND = 2**63
 _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+_ScriptCall = tuple[list[bytes], list[Any]]  # a script's keys and arguments
 WAKE_CLIENT_NAME = "longpoll-wake"
 
 # Shared Lua helpers: the current Redis time in ms, and trimming one category's
@@ -221,6 +225,10 @@ return {#names, total}
 """
 
 
+def _sha1(source: str) -> str:
+    return hashlib.sha1(source.encode("utf-8"), usedforsecurity=False).hexdigest()
+
+
 def _entry_position(entry_id: bytes) -> tuple[int, int]:
     timestamp, _, sequence = entry_id.partition(b"-")
     return int(timestamp), int(sequence)
@@ -289,6 +297,9 @@ class RedisBackend(Backend):
         self._wake: aioredis.Redis | None = None
         self._closing = False
         self._tasks: list[asyncio.Task[None]] = []
+        # Concurrent publishes, and concurrent reads, share round trips.
+        self._appends = self._script_batches(_APPEND)
+        self._reads = self._script_batches(_READ)
 
     def _stream(self, category: str) -> bytes:
         return self._prefix + b":s:" + category.encode("utf-8")
@@ -318,9 +329,7 @@ class RedisBackend(Backend):
             retry=Retry(NoBackoff(), 1),
         )
         client = self._client = aioredis.Redis(connection_pool=pool)
-        self._append_script = client.register_script(_APPEND)
         self._load_script = client.register_script(_LOAD)
-        self._read_script = client.register_script(_READ)
         self._resume_script = client.register_script(_RESUME_POINT)
         self._remove_script = client.register_script(_REMOVE)
         self._purge_script = client.register_script(_PURGE)
@@ -347,6 +356,8 @@ class RedisBackend(Backend):
             logger.warning("a Redis backend task did not stop: %r", task)
             task.cancel()
         self._tasks.clear()
+        for batches in (self._appends, self._reads):
+            await batches.aclose(grace_seconds=self.health_check_seconds + 3)
         if self._client is not None:
             await self._client.aclose(close_connection_pool=True)
             self._client = None
@@ -366,13 +377,14 @@ class RedisBackend(Backend):
     async def append(self, category: str, data: Any, data_json: bytes) -> Event:
         self._redis()
         event_id = uuid.uuid4()
+        call = (
+            [self._meta, self._stream(category), self._marker(category), self._categories,
+             self._log],
+            [category, orjson.dumps(category), data_json, str(event_id), self._max_size,
+             self._ttl_ms, *self._position, self._log_keep_ms],
+        )  # fmt: skip
         async with self._unavailable_as_error():
-            timestamp, sequence = await self._append_script(
-                keys=[self._meta, self._stream(category), self._marker(category),
-                      self._categories, self._log],
-                args=[category, orjson.dumps(category), data_json, str(event_id),
-                      self._max_size, self._ttl_ms, *self._position, self._log_keep_ms],
-            )  # fmt: skip
+            timestamp, sequence = await self._appends.submit(call)
         # The waiters (of this process too) are woken by the log listener, in order.
         return Event.create(
             timestamp=int(timestamp),
@@ -382,6 +394,30 @@ class RedisBackend(Backend):
             sequence=int(sequence),
             event_id=event_id,
         )
+
+    def _script_batches(self, source: str) -> GroupCommit[_ScriptCall, Any]:
+        """Calls of the script `source` that go to Redis in pipelines."""
+        run = functools.partial(self._run_script_batch, source, _sha1(source))
+        return GroupCommit(run, lambda: BackendUnavailable("the Redis backend is closing"))
+
+    async def _run_script_batch(self, source: str, sha: str, calls: list[_ScriptCall]) -> list[Any]:
+        """Run the script for each call, in order, in one round trip."""
+        results = await self._evalsha_each(sha, calls)
+        unknown = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
+        if unknown:
+            # Redis lost its scripts (a restart): load the script, run those again.
+            await self._redis().script_load(source)
+            retried = await self._evalsha_each(sha, [calls[index] for index in unknown])
+            for index, result in zip(unknown, retried, strict=True):
+                results[index] = result
+        return results
+
+    async def _evalsha_each(self, sha: str, calls: list[_ScriptCall]) -> list[Any]:
+        async with self._redis().pipeline(transaction=False) as pipe:
+            for keys, args in calls:
+                pipe.evalsha(sha, len(keys), *keys, *args)
+            results: list[Any] = await pipe.execute(raise_on_error=False)
+        return results
 
     async def load(self, event: Event) -> None:
         self._redis()
@@ -412,7 +448,7 @@ class RedisBackend(Backend):
             keys += [self._stream(name), self._marker(name)]
         first = "-" if since < 0 else f"{since}-0"
         async with self._unavailable_as_error():
-            replies = await self._read_script(keys=keys, args=[self._ttl_ms, first])
+            replies = await self._reads.submit((keys, [self._ttl_ms, first]))
         per_category: list[list[Event]] = []
         markers: list[tuple[int, int, uuid.UUID]] = []
         for index, name in enumerate(names):
