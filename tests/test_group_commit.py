@@ -71,6 +71,13 @@ async def test_a_failed_item_fails_alone_and_a_failed_batch_fails_all() -> None:
     outcomes = await asyncio.gather(*(failing.submit(i) for i in "xyz"), return_exceptions=True)
     assert [type(outcome) for outcome in outcomes] == [ConnectionError] * 3
 
+    async def short(items: list[str]) -> list[str | Exception]:
+        return list[str | Exception](items[1:])
+
+    miscounted = GroupCommit(short, closed)
+    outcomes = await asyncio.gather(*(miscounted.submit(i) for i in "xy"), return_exceptions=True)
+    assert [str(outcome) for outcome in outcomes] == ["1 results for 2 items"] * 2
+
 
 async def test_a_cancelled_caller_leaves_the_others_their_results() -> None:
     recorder = Recorder()
@@ -85,6 +92,19 @@ async def test_a_cancelled_caller_leaves_the_others_their_results() -> None:
         await gone
 
 
+async def test_a_caller_cancelled_before_its_batch_went_out_is_not_sent() -> None:
+    recorder = Recorder()
+    commit = GroupCommit(recorder.run, closed)
+    first = await held_in_flight(recorder, commit, "first")
+    gone = asyncio.create_task(commit.submit("gone"))
+    kept = asyncio.create_task(commit.submit("kept"))
+    await asyncio.sleep(0.01)
+    gone.cancel()
+    recorder.gate.set()
+    assert (await first, await kept) == ("FIRST", "KEPT")
+    assert recorder.batches == [["first"], ["kept"]]
+
+
 async def test_aclose_lets_a_batch_finish_then_fails_what_hangs() -> None:
     recorder = Recorder()
     commit = GroupCommit(recorder.run, closed)
@@ -93,13 +113,27 @@ async def test_aclose_lets_a_batch_finish_then_fails_what_hangs() -> None:
     await commit.aclose(grace_seconds=5)
     assert await in_flight == "A"
 
-    hung = await held_in_flight(recorder, commit, "h")
-    queued = asyncio.create_task(commit.submit("q"))
+    hanging = GroupCommit(recorder.run, closed)
+    hung = await held_in_flight(recorder, hanging, "h")
+    queued = asyncio.create_task(hanging.submit("q"))
     await asyncio.sleep(0.01)
-    await commit.aclose(grace_seconds=0.05)
+    await hanging.aclose(grace_seconds=0.05)
     for task in (hung, queued):
         with pytest.raises(RuntimeError, match="closed"):
             await task
-    # Nothing is left running: a new item starts a new batch.
-    recorder.gate.set()
-    assert await commit.submit("n") == "N"
+    with pytest.raises(RuntimeError, match="closed"):
+        await hanging.submit("late")
+
+
+async def test_a_flusher_cancelled_before_it_ran_strands_no_caller() -> None:
+    # As when a loop shuts down and cancels every task.
+    recorder = Recorder()
+    commit = GroupCommit(recorder.run, closed)
+    stranded = asyncio.create_task(commit.submit("s"))
+    await asyncio.sleep(0)  # the item is queued, its batch's task not yet started
+    flusher = commit._flusher
+    assert flusher is not None and recorder.batches == []
+    flusher.cancel()
+    await asyncio.sleep(0.01)
+    assert await commit.submit("next") == "NEXT"  # a later item is not stuck
+    assert await stranded == "S"  # it went out with the later one
