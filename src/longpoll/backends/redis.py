@@ -336,6 +336,9 @@ class RedisBackend(Backend):
         self._stats_script = client.register_script(_STATS)
         async with self._unavailable_as_error():
             last, sequence = await client.hmget(self._meta, ["last", "seq"])
+            # The batched scripts run by their SHA alone: load them up front.
+            for source in (_APPEND, _READ):
+                await client.script_load(source)
         self._position = (int(last or 0), int(sequence or 0))
         self._tasks.append(asyncio.create_task(self._listen()))
         if ttl is not None:
@@ -356,8 +359,8 @@ class RedisBackend(Backend):
             logger.warning("a Redis backend task did not stop: %r", task)
             task.cancel()
         self._tasks.clear()
-        for batches in (self._appends, self._reads):
-            await batches.aclose(grace_seconds=self.health_check_seconds + 3)
+        grace_seconds = self.health_check_seconds + 3
+        await asyncio.gather(self._appends.aclose(grace_seconds), self._reads.aclose(grace_seconds))
         if self._client is not None:
             await self._client.aclose(close_connection_pool=True)
             self._client = None
@@ -401,13 +404,18 @@ class RedisBackend(Backend):
         return GroupCommit(run, lambda: BackendUnavailable("the Redis backend is closing"))
 
     async def _run_script_batch(self, source: str, sha: str, calls: list[_ScriptCall]) -> list[Any]:
-        """Run the script for each call, in order, in one round trip."""
+        """Run the script for each call in one round trip (two if Redis lost it)."""
         results = await self._evalsha_each(sha, calls)
         unknown = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
         if unknown:
             # Redis lost its scripts (a restart): load the script, run those again.
-            await self._redis().script_load(source)
-            retried = await self._evalsha_each(sha, [calls[index] for index in unknown])
+            # They then come after the rest of the batch, which was concurrent anyway.
+            retried: list[Any]
+            try:
+                await self._redis().script_load(source)
+                retried = await self._evalsha_each(sha, [calls[index] for index in unknown])
+            except Exception as exc:  # only these failed: the others are stored
+                retried = [exc] * len(unknown)
             for index, result in zip(unknown, retried, strict=True):
                 results[index] = result
         return results
