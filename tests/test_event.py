@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import pickle
 import uuid
+from dataclasses import FrozenInstanceError
 
 import pytest
 
@@ -46,11 +47,20 @@ def test_events_differ_by_any_field_but_their_json() -> None:
 
 def test_events_are_immutable() -> None:
     event = published()
-    with pytest.raises(AttributeError, match="immutable"):
+    with pytest.raises(FrozenInstanceError, match="immutable"):
         event.timestamp = 1
     with pytest.raises(AttributeError, match="immutable"):
         del event.category
     assert event.timestamp == 1_700_000_000_123
+
+
+def test_events_match_by_position_and_keyword() -> None:
+    event = published()
+    match event:
+        case Event(timestamp, "news ✓", {"text": text}, sequence=7):
+            assert (timestamp, text) == (1_700_000_000_123, "hello")
+        case _:
+            pytest.fail("the event did not match its own fields")
 
 
 def test_events_survive_pickle_and_copy() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from dataclasses import FrozenInstanceError
 from typing import Any
 
 import orjson
@@ -29,6 +30,7 @@ class Event:
     """
 
     __slots__ = ("_data", "_id", "category", "json", "sequence", "timestamp")
+    __match_args__ = ("timestamp", "category", "data", "id", "sequence", "json")
 
     timestamp: int
     category: str
@@ -101,13 +103,13 @@ class Event:
 
     def with_sequence(self, sequence: int) -> Event:
         """A copy of this event with another `sequence`."""
-        return Event(self.timestamp, self.category, self._data, self._id, sequence, self.json)
+        return type(self)(self.timestamp, self.category, self._data, self._id, sequence, self.json)
 
     def _key(self) -> tuple[int, str, Any, uuid.UUID, int]:
         return (self.timestamp, self.category, self.data, self.id, self.sequence)
 
     def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
+        if type(other) is not type(self):
             return NotImplemented
         return self._key() == other._key()
 
@@ -116,20 +118,20 @@ class Event:
 
     def __repr__(self) -> str:
         return (
-            f"Event(timestamp={self.timestamp!r}, category={self.category!r}, "
+            f"{type(self).__qualname__}(timestamp={self.timestamp!r}, category={self.category!r}, "
             f"data={self.data!r}, id={self.id!r})"
         )
 
     def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError(f"cannot assign to field {name!r}: events are immutable")
+        raise FrozenInstanceError(f"cannot assign to field {name!r}: events are immutable")
 
     def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"cannot delete field {name!r}: events are immutable")
+        raise FrozenInstanceError(f"cannot delete field {name!r}: events are immutable")
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Rebuilt through __init__: the default way would assign the slots one by one.
         fields = (self.timestamp, self.category, self.data, self.id, self.sequence, self.json)
-        return (self.__class__, fields)
+        return (type(self), fields)
 
     def to_dict(self) -> dict[str, Any]:
         """The event as the JSON object clients receive."""
