@@ -7,6 +7,7 @@ import importlib.metadata
 import os
 import platform
 import subprocess
+import sys
 from pathlib import Path
 
 from bench.redis_server import REDIS_SERVER
@@ -45,19 +46,40 @@ def redis_version() -> str:
     return done.stdout.strip() or "unknown"
 
 
+_YARDSTICK = """
+import os, timeit
+os.sched_setaffinity(0, {%d})
+print(min(timeit.repeat("sum(range(1000))", number=2000, repeat=7)) / 2000 * 1e6)
+"""
+
+
+def python_speed_us(core: int) -> float:
+    """Microseconds that `sum(range(1000))` takes in Python on `core`, best of 7.
+
+    A yardstick for comparing runs: the speed of shared machines varies, and every
+    figure of a Python server scales with it.
+    """
+    done = subprocess.run(
+        [sys.executable, "-c", _YARDSTICK % core],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    return round(float(done.stdout), 1)
+
+
 def load_average() -> list[float]:
     """The 1, 5 and 15 minute load averages."""
     return [round(value, 2) for value in os.getloadavg()]
 
 
-def machine_facts() -> dict[str, object]:
-    """Date, CPU, cores, OS, Python and the versions of the servers' software."""
+def machine_facts(server_core: int) -> dict[str, object]:
+    """Date, CPU, cores, OS, Python, the server core's speed and the servers' software."""
     return {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
+        "python_speed_us": python_speed_us(server_core),
         "versions": {
             "longpoll": _version("longpoll"),
             "uvicorn": _version("uvicorn"),

@@ -150,6 +150,10 @@ def _method(record: Record) -> list[str]:
         f"- Run on {facts['date']}: {facts['cpu']}, {facts['cores']} cores, {facts['os']}, "
         f"Python {facts['python']}.",
         f"- Software: {versions}.",
+        f"- Speed of the server core: `sum(range(1000))` took {facts['python_speed_us']:g} µs "
+        "in Python (best of 7, just before the suite). Shared machines of one class vary "
+        "(runs of this page have seen 11 µs and 25 µs) and every figure below "
+        "scales with it: compare runs with that in mind.",
         f"- Load average (1, 5, 15 minutes): {_loads(record.load_before)} before the suite, "
         f"{_loads(record.load_after)} after it. The suite itself keeps about two cores busy; "
         "a load well above that before it started means something else was running.",

@@ -79,7 +79,7 @@ def main_suite(args: argparse.Namespace) -> int:
         return 2
     started = time.monotonic()
     load_before = load_average()
-    facts = machine_facts()
+    facts = machine_facts(server_core)
     pin(cores)
     raise_fd_limit(64)
     _stop_on_signals()

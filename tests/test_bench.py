@@ -68,6 +68,8 @@ def test_quick_suite_writes_the_page_plots_and_results(tmp_path: Path) -> None:
     assert "redis-server" in first
     assert "Load average" in text
     assert "pinned to core 0" in text
+    speed = re.search(r"`sum\(range\(1000\)\)` took ([\d.]+) µs", text)
+    assert speed is not None and 0 < float(speed.group(1)) < 1000
     for variant in VARIANTS:
         assert f"\n### {variant}\n" in text
         assert re.search(rf"^\| {re.escape(variant)} \| ", text, re.MULTILINE)
