@@ -250,7 +250,9 @@ def _default_server(record: Record) -> list[str]:
     return [
         "`longpoll serve` runs on uvicorn with longpoll's own HTTP protocol. In this run it "
         f"did better than granian's ASGI interface on {wins['uvicorn']} of "
-        f"{sum(wins.values())} figures:",
+        f"{sum(wins.values())} figures. The two servers ran side by side, one idle while the "
+        "other was measured, scenario by scenario, so that each pair of figures was measured "
+        "close together in time:",
         "",
         *lines,
     ]

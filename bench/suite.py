@@ -9,6 +9,7 @@ granian's ASGI interface), `redis-1` and `redis-2` (`longpoll serve --redis --wo
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import shlex
 import uuid
@@ -146,9 +147,11 @@ class Suite:
 
     def run(self) -> list[Outcome]:
         """Every variant in turn; a scenario that cannot run is recorded, and the suite goes on."""
-        self._memory_variant("uvicorn", lambda log: serve_variant([], self.server_core, log))
-        self._memory_variant(
-            "granian", lambda log: serve_granian(GRANIAN_APP, self.server_core, log)
+        self._memory_variants(
+            {
+                "uvicorn": lambda log: serve_variant([], self.server_core, log),
+                "granian": lambda log: serve_granian(GRANIAN_APP, self.server_core, log),
+            }
         )
         self._redis_variants()
         self._persistence()
@@ -164,34 +167,33 @@ class Suite:
         ):
             scenarios = ("fanout", "publish", "catchup")
             self.variants.append(Variant(label, shlex.join(served.command), scenarios))
-            target, pid = parse_target(served.url), served.process.pid
-            stats, sizes = parse_target(served.url + "/stats"), self.plan.fanout_sizes
-            options = _options(served)
-            fanout = lambda: self._fanout(target, stats, pid, sizes)  # noqa: E731
-            self._run(label, "fanout", options, fanout, pid)
-            self._run(label, "publish", options, lambda: self._publish(target, pid), pid)
-            self._run(label, "catchup", options, lambda: self._catchup(target, pid), pid)
+            for scenario in scenarios:
+                pid, sizes = served.process.pid, self.plan.fanout_sizes
+                self._scenario(scenario, label, served, pid, sizes, 0, True)
 
-    def _memory_variant(self, label: str, start: Starter) -> None:
-        log = self.workdir / f"{label}.log"
-        with self._guard(label, "server"), start(log) as served:
-            self.variants.append(
-                Variant(label, shlex.join(served.command), (*SCENARIOS, "idle-memory"))
-            )
-            self._scenarios(
-                label,
-                served,
-                served.process.pid,
-                self.plan.fanout_sizes,
-                self.plan.stream_subscribers,
-                True,
-            )
-        with self._guard(label, "server"), start(log) as served:
-            target, stats = parse_target(served.url), parse_target(served.url + "/stats")
-            pid = served.process.pid
-            self._run(
-                label, "idle-memory", _options(served), lambda: self._idle(target, stats, pid)
-            )
+    def _memory_variants(self, starters: dict[str, Starter]) -> None:
+        """The memory backend on each server. They run side by side (one idle while the
+        other is measured), scenario by scenario, so that the figures they are
+        compared by are measured close together in time on a machine whose speed varies."""
+        with contextlib.ExitStack() as running:
+            served: dict[str, ServedVariant] = {}
+            for label, start in starters.items():
+                with self._guard(label, "server"):
+                    served[label] = running.enter_context(start(self.workdir / f"{label}.log"))
+                    command = shlex.join(served[label].command)
+                    self.variants.append(Variant(label, command, (*SCENARIOS, "idle-memory")))
+            for scenario in SCENARIOS:
+                for label, server in served.items():
+                    sizes, subscribers = self.plan.fanout_sizes, self.plan.stream_subscribers
+                    pid = server.process.pid
+                    self._scenario(scenario, label, server, pid, sizes, subscribers, True)
+        # Idle memory wants a fresh server of its own.
+        for label, start in starters.items():
+            with self._guard(label, "server"), start(self.workdir / f"{label}.log") as server:
+                target = parse_target(server.url)
+                stats, pid = parse_target(server.url + "/stats"), server.process.pid
+                idle = functools.partial(self._idle, target, stats, pid)
+                self._run(label, "idle-memory", _options(server), idle)
 
     def _redis_variants(self) -> None:
         redis = RedisServer(self.workdir, self.server_core)
@@ -217,10 +219,12 @@ class Suite:
             sizes = self.plan.redis_fanout_sizes
             # each worker counts only its own waiters: with two, wait `settle_s` instead
             subscribers = self.plan.redis_stream_subscribers
-            self._scenarios(label, served, pids, sizes, subscribers, workers == 1)
+            for scenario in SCENARIOS:
+                self._scenario(scenario, label, served, pids, sizes, subscribers, workers == 1)
 
-    def _scenarios(
+    def _scenario(
         self,
+        scenario: str,
         label: str,
         served: ServedVariant,
         pid: ServerPid,
@@ -230,17 +234,13 @@ class Suite:
     ) -> None:
         target = parse_target(served.url)
         stats = parse_target(served.url + "/stats") if counts_waiters else None
-        options = _options(served)
-        self._run(label, "fanout", options, lambda: self._fanout(target, stats, pid, sizes), pid)
-        self._run(label, "publish", options, lambda: self._publish(target, pid), pid)
-        self._run(label, "catchup", options, lambda: self._catchup(target, pid), pid)
-        self._run(
-            label,
-            "stream",
-            options,
-            lambda: self._stream(target, stats, pid, stream_subscribers),
-            pid,
-        )
+        measures: dict[str, Callable[[], Measured]] = {
+            "fanout": lambda: self._fanout(target, stats, pid, sizes),
+            "publish": lambda: self._publish(target, pid),
+            "catchup": lambda: self._catchup(target, pid),
+            "stream": lambda: self._stream(target, stats, pid, stream_subscribers),
+        }
+        self._run(label, scenario, _options(served), measures[scenario], pid)
 
     def _run(
         self,
