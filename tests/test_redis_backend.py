@@ -331,6 +331,24 @@ async def test_wakeup_behind_a_read_does_not_repeat_events(redis_server: RedisSe
         assert batch.events == [later]
 
 
+async def test_no_position_gets_no_event_stored_before_the_request(
+    redis_server: RedisServer,
+) -> None:
+    # Without since_time only what comes after the request counts, even when the
+    # listener still has to deliver an event that this process stored before it.
+    backend = RedisBackend(redis_server.url, key_prefix=f"behind-{uuid.uuid4().hex}")
+    async with LongpollManager(backend=backend) as manager:
+        wake_ups = HeldWakeUps(backend)
+        await manager.publish("n", "stored before the request")
+        waiting = asyncio.create_task(manager.wait_for_events(Subscription(("n",), 5)))
+        await wait_for_waiters(manager, 1)
+        await wake_ups.release(1)
+        assert not waiting.done()
+        later = await manager.publish("n", "after the request")
+        batch = await asyncio.wait_for(waiting, 5)
+        assert batch.events == [later]
+
+
 async def test_far_future_position_gets_an_event_its_read_saw_stored(
     redis_server: RedisServer,
 ) -> None:

@@ -23,9 +23,10 @@ class ReadResult:
     one wake-up listener per process): the position (timestamp, sequence) of the
     newest event stored when the read was made. Events up to it that `notify`
     hands a waiter afterwards are not for this subscriber (it read them, or they
-    lie before its position), and the manager drops them. None for a backend
-    that notifies inside `append`, and for a position in the future, which
-    waits for whatever comes next.
+    lie before its position), and the manager drops them. Without a position,
+    the newest event the backend knows was stored before the request. None for
+    a backend that notifies inside `append`, and for a position in the future,
+    which waits for whatever comes next.
     """
 
     events: list[Event]

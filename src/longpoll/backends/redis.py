@@ -293,6 +293,8 @@ class RedisBackend(Backend):
         # The newest (timestamp, sequence) handed to `notify`: waiters of this
         # process have seen every event up to it.
         self._position = (0, 0)
+        # The newest (timestamp, sequence) that an append of this process got.
+        self._appended = (0, 0)
         self._client: aioredis.Redis | None = None
         self._wake: aioredis.Redis | None = None
         self._closing = False
@@ -388,6 +390,7 @@ class RedisBackend(Backend):
         )  # fmt: skip
         async with self._unavailable_as_error():
             timestamp, sequence = await self._appends.submit(call)
+        self._appended = max(self._appended, (int(timestamp), int(sequence)))
         # The waiters (of this process too) are woken by the log listener, in order.
         return Event.create(
             timestamp=int(timestamp),
@@ -449,7 +452,9 @@ class RedisBackend(Backend):
     async def read(self, subscription: Subscription) -> ReadResult:
         since = subscription.since_time
         if since is None:
-            return ReadResult([])
+            # Only what comes after the request. The events this process stored
+            # before it may still reach the waiter from a lagging wake-up listener.
+            return ReadResult([], through=self._appended)
         names = list(dict.fromkeys(subscription.categories))
         keys: list[bytes] = [self._meta]
         for name in names:
