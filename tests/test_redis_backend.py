@@ -310,25 +310,38 @@ class HeldWakeUps:
         await asyncio.sleep(0.05)
 
 
+@contextlib.asynccontextmanager
+async def lagging_listener(url: str) -> AsyncIterator[tuple[LongpollManager, HeldWakeUps]]:
+    """A manager on Redis whose wake-up listener holds what it reads until released."""
+    backend = RedisBackend(url, key_prefix=f"behind-{uuid.uuid4().hex}")
+    async with LongpollManager(backend=backend) as manager:
+        yield manager, HeldWakeUps(backend)
+
+
+async def gets_only_later_events(
+    manager: LongpollManager, wake_ups: HeldWakeUps, subscription: Subscription
+) -> None:
+    """`subscription` waits while the listener catches up: it gets only what comes next."""
+    waiting = asyncio.create_task(manager.wait_for_events(subscription))
+    await wait_for_waiters(manager, 1)
+    await wake_ups.release(1)
+    assert not waiting.done()
+    later = await manager.publish(subscription.categories[0], "later")
+    batch = await asyncio.wait_for(waiting, 5)
+    assert batch.events == [later]
+
+
 async def test_wakeup_behind_a_read_does_not_repeat_events(redis_server: RedisServer) -> None:
     # The wake-up listener of a process can lag behind what its requests read from
     # the history (an overloaded process, or a reconnecting listener). A subscriber
     # that read an event and resumes after it must not get it again from the
     # listener when it catches up.
-    backend = RedisBackend(redis_server.url, key_prefix=f"behind-{uuid.uuid4().hex}")
-    async with LongpollManager(backend=backend) as manager:
-        wake_ups = HeldWakeUps(backend)
+    async with lagging_listener(redis_server.url) as (manager, wake_ups):
         event = await manager.publish("b", "read before its wake-up")
         first = await manager.wait_for_events(Subscription(("b",), 1, since_time=-1))
         assert first.events == [event]
         resumed = Subscription(("b",), 5, since_time=event.timestamp, last_id=event.id)
-        waiting = asyncio.create_task(manager.wait_for_events(resumed))
-        await wait_for_waiters(manager, 1)
-        await wake_ups.release(1)  # the listener catches up with the event read
-        assert not waiting.done()
-        later = await manager.publish("b", "later")
-        batch = await asyncio.wait_for(waiting, 5)
-        assert batch.events == [later]
+        await gets_only_later_events(manager, wake_ups, resumed)
 
 
 async def test_no_position_gets_no_event_stored_before_the_request(
@@ -336,17 +349,9 @@ async def test_no_position_gets_no_event_stored_before_the_request(
 ) -> None:
     # Without since_time only what comes after the request counts, even when the
     # listener still has to deliver an event that this process stored before it.
-    backend = RedisBackend(redis_server.url, key_prefix=f"behind-{uuid.uuid4().hex}")
-    async with LongpollManager(backend=backend) as manager:
-        wake_ups = HeldWakeUps(backend)
+    async with lagging_listener(redis_server.url) as (manager, wake_ups):
         await manager.publish("n", "stored before the request")
-        waiting = asyncio.create_task(manager.wait_for_events(Subscription(("n",), 5)))
-        await wait_for_waiters(manager, 1)
-        await wake_ups.release(1)
-        assert not waiting.done()
-        later = await manager.publish("n", "after the request")
-        batch = await asyncio.wait_for(waiting, 5)
-        assert batch.events == [later]
+        await gets_only_later_events(manager, wake_ups, Subscription(("n",), 5))
 
 
 async def test_far_future_position_gets_an_event_its_read_saw_stored(
@@ -354,9 +359,7 @@ async def test_far_future_position_gets_an_event_its_read_saw_stored(
 ) -> None:
     # A position in the future waits for whatever comes next, even an event that
     # was stored just before the read while the listener lagged.
-    backend = RedisBackend(redis_server.url, key_prefix=f"behind-{uuid.uuid4().hex}")
-    async with LongpollManager(backend=backend) as manager:
-        wake_ups = HeldWakeUps(backend)
+    async with lagging_listener(redis_server.url) as (manager, wake_ups):
         event = await manager.publish("f", "stored before the read")
         future = Subscription(("f",), 5, since_time=2**62)
         waiting = asyncio.create_task(manager.wait_for_events(future))
