@@ -277,6 +277,23 @@ async def test_ttl_expires_events_and_forgets_categories(make_server: ServerFact
         assert (await server.manager.stats()).buffered_events == 0
 
 
+async def test_a_read_skips_expired_events_and_flags_the_gap(make_server: ServerFactory) -> None:
+    async with (
+        make_server(Options(event_ttl_seconds=0.4)) as server,
+        http_client(server.url) as client,
+    ):
+        old = await publish(client, "aging", "old")
+        await asyncio.sleep(0.5)
+        new = await publish(client, "aging", "new")
+        body = await poll(client, category="aging", since_time=old["timestamp"] - 1)
+        assert [event["id"] for event in body["events"]] == [new["id"]]
+        assert body["missed"] is True
+        # After the expired event, nothing was missed.
+        after = await poll(client, category="aging", since_time=old["timestamp"], last_id=old["id"])
+        assert [event["id"] for event in after["events"]] == [new["id"]]
+        assert "missed" not in after
+
+
 async def test_delete_after_first_retrieval(make_server: ServerFactory) -> None:
     options = Options(delete_event_after_first_retrieval=True)
     async with make_server(options) as server, http_client(server.url) as client:

@@ -172,6 +172,18 @@ async def test_concurrent_publishes_each_get_their_event_even_after_a_script_flu
                 await admin.script_flush()
 
 
+async def test_a_read_trims_expired_events_itself(redis_server: RedisServer) -> None:
+    backend = RedisBackend(redis_server.url, key_prefix=f"ttl-{uuid.uuid4().hex}")
+    async with LongpollManager(Options(event_ttl_seconds=0.3), backend=backend) as manager:
+        for task in backend._tasks[1:]:
+            task.cancel()  # no periodic purge: the read alone has to see the expiry
+        old = await manager.publish("t", "old")
+        await asyncio.sleep(0.4)
+        batch = await manager.wait_for_events(Subscription(("t",), 1, since_time=old.timestamp - 1))
+        assert batch.events == []
+        assert batch.missed
+
+
 async def test_many_waiters_hold_a_handful_of_connections(redis_server: RedisServer) -> None:
     before = len(await connections(redis_server.url))
     prefix = f"many-{uuid.uuid4().hex}"

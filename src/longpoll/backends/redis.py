@@ -17,7 +17,10 @@ as raw UTF-8 bytes, which Redis keys hold safely whatever they contain:
   to wake its own waiters.
 
 Timestamps, sequence numbers, trimming and the gap marker are assigned by Lua
-scripts, so every process sees one order. The multi-key scripts assume a single
+scripts, so every process sees one order. Reads are transactions of plain commands
+(`XRANGE`, `HMGET`): a script would cost Redis several times more, as it copies
+every entry it returns. Concurrent publishes, and concurrent reads, go to Redis
+together, one transaction per round trip. The multi-key scripts assume a single
 Redis server (not Redis Cluster).
 """
 
@@ -25,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import hashlib
 import logging
 import uuid
@@ -51,7 +53,7 @@ logger = logging.getLogger("longpoll.redis")
 
 _AFTER_ALL_OF_A_MILLISECOND = 2**63
 _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
-_ScriptCall = tuple[list[bytes], list[Any]]  # a script's keys and arguments
+_Commands = list[tuple[Any, ...]]  # Redis commands, each with its arguments
 WAKE_CLIENT_NAME = "longpoll-wake"
 
 # Shared Lua helpers: the current Redis time in ms, and trimming one category's
@@ -152,22 +154,21 @@ return 1
 """
 )
 
-# KEYS: meta, stream1, marker1, stream2, marker2, ...   ARGV: ttl ms, first entry id
-# Returns the entries and marker of each stream, then the newest timestamp and sequence.
-_READ = (
+# KEYS: stream, marker   ARGV: ttl ms
+# Trims the category for age before a read (in the read's transaction).
+_EXPIRE = (
     _LUA_COMMON
     + """
-local ttl = tonumber(ARGV[1])
-local now = now_ms()
-local result = {}
-for k = 2, #KEYS, 2 do
-    expire(KEYS[k], KEYS[k + 1], ttl, now)
-    result[#result + 1] = redis.call('XRANGE', KEYS[k], ARGV[2], '+')
-    result[#result + 1] = redis.call('HMGET', KEYS[k + 1], 'ts', 'seq', 'id')
-end
-result[#result + 1] = redis.call('HMGET', KEYS[1], 'last', 'seq')
-return result
+expire(KEYS[1], KEYS[2], tonumber(ARGV[1]), now_ms())
+return 0
 """
+)
+
+# The scripts that batches run by their SHA alone, loaded at start and after a loss.
+_BATCHED_SCRIPTS = (_APPEND, _EXPIRE)
+_APPEND_SHA, _EXPIRE_SHA = (
+    hashlib.sha1(source.encode("utf-8"), usedforsecurity=False).hexdigest()
+    for source in _BATCHED_SCRIPTS
 )
 
 # KEYS: meta   ARGV: floor ts, floor seq
@@ -225,8 +226,8 @@ return {#names, total}
 """
 
 
-def _sha1(source: str) -> str:
-    return hashlib.sha1(source.encode("utf-8"), usedforsecurity=False).hexdigest()
+def _raw_reply(response: Any, **options: Any) -> Any:
+    return response
 
 
 def _entry_position(entry_id: bytes) -> tuple[int, int]:
@@ -235,7 +236,7 @@ def _entry_position(entry_id: bytes) -> tuple[int, int]:
 
 
 def _json_field(fields: Sequence[bytes] | dict[bytes, bytes]) -> bytes:
-    """An entry's `j` field: redis-py parses fields to a dict, a script returns a flat list."""
+    """An entry's `j` field: XREAD replies come parsed to dicts, XRANGE ones as flat lists."""
     if isinstance(fields, dict):
         return fields[b"j"]
     for index in range(0, len(fields), 2):
@@ -299,9 +300,8 @@ class RedisBackend(Backend):
         self._wake: aioredis.Redis | None = None
         self._closing = False
         self._tasks: list[asyncio.Task[None]] = []
-        # Concurrent publishes, and concurrent reads, share round trips.
-        self._appends = self._script_batches(_APPEND)
-        self._reads = self._script_batches(_READ)
+        self._appends = self._batches()
+        self._reads = self._batches()
 
     def _stream(self, category: str) -> bytes:
         return self._prefix + b":s:" + category.encode("utf-8")
@@ -331,6 +331,8 @@ class RedisBackend(Backend):
             retry=Retry(NoBackoff(), 1),
         )
         client = self._client = aioredis.Redis(connection_pool=pool)
+        # Stream entries as Redis sends them: `_json_field` reads the flat list.
+        client.set_response_callback("XRANGE", _raw_reply)
         self._load_script = client.register_script(_LOAD)
         self._resume_script = client.register_script(_RESUME_POINT)
         self._remove_script = client.register_script(_REMOVE)
@@ -339,7 +341,7 @@ class RedisBackend(Backend):
         async with self._unavailable_as_error():
             last, sequence = await client.hmget(self._meta, ["last", "seq"])
             # The batched scripts run by their SHA alone: load them up front.
-            for source in (_APPEND, _READ):
+            for source in _BATCHED_SCRIPTS:
                 await client.script_load(source)
         self._position = (int(last or 0), int(sequence or 0))
         self._tasks.append(asyncio.create_task(self._listen()))
@@ -382,14 +384,15 @@ class RedisBackend(Backend):
     async def append(self, category: str, data: Any, data_json: bytes) -> Event:
         self._redis()
         event_id = uuid.uuid4()
-        call = (
-            [self._meta, self._stream(category), self._marker(category), self._categories,
-             self._log],
-            [category, orjson.dumps(category), data_json, str(event_id), self._max_size,
-             self._ttl_ms, *self._position, self._log_keep_ms],
+        command = (
+            "EVALSHA", _APPEND_SHA, 5,
+            self._meta, self._stream(category), self._marker(category), self._categories,
+            self._log,
+            category, orjson.dumps(category), data_json, str(event_id), self._max_size,
+            self._ttl_ms, *self._position, self._log_keep_ms,
         )  # fmt: skip
         async with self._unavailable_as_error():
-            timestamp, sequence = await self._appends.submit(call)
+            [(timestamp, sequence)] = await self._appends.submit([command])
         self._appended = max(self._appended, (int(timestamp), int(sequence)))
         # The waiters (of this process too) are woken by the log listener, in order.
         return Event.create(
@@ -401,33 +404,44 @@ class RedisBackend(Backend):
             event_id=event_id,
         )
 
-    def _script_batches(self, source: str) -> GroupCommit[_ScriptCall, Any]:
-        """Calls of the script `source` that go to Redis in pipelines."""
-        run = functools.partial(self._run_script_batch, source, _sha1(source))
-        return GroupCommit(run, lambda: BackendUnavailable("the Redis backend is closing"))
+    def _batches(self) -> GroupCommit[_Commands, list[Any]]:
+        """Commands that go to Redis in batches: one transaction per round trip."""
+        return GroupCommit(
+            self._run_batch, lambda: BackendUnavailable("the Redis backend is closing")
+        )
 
-    async def _run_script_batch(self, source: str, sha: str, calls: list[_ScriptCall]) -> list[Any]:
-        """Run the script for each call in one round trip (two if Redis lost it)."""
-        results = await self._evalsha_each(sha, calls)
+    async def _run_batch(self, items: list[_Commands]) -> list[list[Any] | Exception]:
+        """Each item's replies, or its first error; one round trip (two if Redis lost
+        the scripts)."""
+        results = await self._execute(items)
         unknown = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
         if unknown:
-            # Redis lost its scripts (a restart): load the script, run those again.
+            # Redis lost its scripts (a restart): load them, run those items again.
             # They then come after the rest of the batch, which was concurrent anyway.
-            retried: list[Any]
+            retried: list[list[Any] | Exception]
             try:
-                await self._redis().script_load(source)
-                retried = await self._evalsha_each(sha, [calls[index] for index in unknown])
-            except Exception as exc:  # only these failed: the others are stored
+                for source in _BATCHED_SCRIPTS:
+                    await self._redis().script_load(source)
+                retried = await self._execute([items[index] for index in unknown])
+            except Exception as exc:  # only these failed: the others went through
                 retried = [exc] * len(unknown)
             for index, result in zip(unknown, retried, strict=True):
                 results[index] = result
         return results
 
-    async def _evalsha_each(self, sha: str, calls: list[_ScriptCall]) -> list[Any]:
-        async with self._redis().pipeline(transaction=False) as pipe:
-            for keys, args in calls:
-                pipe.evalsha(sha, len(keys), *keys, *args)
-            results: list[Any] = await pipe.execute(raise_on_error=False)
+    async def _execute(self, items: list[_Commands]) -> list[list[Any] | Exception]:
+        async with self._redis().pipeline(transaction=True) as pipe:
+            for commands in items:
+                for command in commands:
+                    pipe.execute_command(*command)
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+        results: list[list[Any] | Exception] = []
+        start = 0
+        for commands in items:
+            mine = replies[start : start + len(commands)]
+            start += len(commands)
+            error = next((reply for reply in mine if isinstance(reply, Exception)), None)
+            results.append(mine if error is None else error)
         return results
 
     async def load(self, event: Event) -> None:
@@ -456,12 +470,20 @@ class RedisBackend(Backend):
             # before it may still reach the waiter from a lagging wake-up listener.
             return ReadResult([], through=self._appended)
         names = list(dict.fromkeys(subscription.categories))
-        keys: list[bytes] = [self._meta]
-        for name in names:
-            keys += [self._stream(name), self._marker(name)]
         first = "-" if since < 0 else f"{since}-0"
+        # One transaction: the entries, markers and newest position agree.
+        commands: _Commands = []
+        for name in names:
+            stream, marker = self._stream(name), self._marker(name)
+            if self._ttl_ms:
+                commands.append(("EVALSHA", _EXPIRE_SHA, 2, stream, marker, self._ttl_ms))
+            commands.append(("XRANGE", stream, first, "+"))
+            commands.append(("HMGET", marker, "ts", "seq", "id"))
+        commands.append(("HMGET", self._meta, "last", "seq"))
         async with self._unavailable_as_error():
-            replies = await self._reads.submit((keys, [self._ttl_ms, first]))
+            replies = await self._reads.submit(commands)
+        if self._ttl_ms:
+            del replies[:-1:3]  # each category's trim: the first of its three replies
         per_category: list[list[Event]] = []
         markers: list[tuple[int, int, uuid.UUID]] = []
         for index, name in enumerate(names):
