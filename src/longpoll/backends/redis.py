@@ -539,10 +539,11 @@ class RedisBackend(Backend):
         # or a client resuming from `last` would skip them.
         names = list(dict.fromkeys(categories))
         late: list[Event] = []
-        async with self._unavailable_as_error(), self._redis().pipeline(False) as pipe:
-            for name in names:
-                pipe.xrange(self._stream(name), f"({seen[0]}-{seen[1]}", "+")
-            replies = await pipe.execute()
+        after = f"({seen[0]}-{seen[1]}"
+        async with self._unavailable_as_error():
+            replies = await self._reads.submit(
+                [("XRANGE", self._stream(name), after, "+") for name in names]
+            )
         for name, entries in zip(names, replies, strict=True):
             late += [_event_from_entry(name, eid, fields) for eid, fields in entries]
         late.sort(key=lambda e: e.sequence)
