@@ -296,42 +296,40 @@ class Suite:
         failed = bool(report.errors) or report.sent < report.waiters
         return report, failed, memory_table(report)
 
-    def _publish(self, target: Target, pid: ServerPid) -> Measured:
+    def _load(self, pid: ServerPid) -> dict[str, Any]:
+        """The closed-loop load settings that publish and catch-up share."""
         plan = self.plan
+        return {
+            "connections": plan.connections,
+            "procs": 1,
+            "cores": self.cores,
+            "warmup_s": plan.warmup_s,
+            "duration_s": plan.duration_s,
+            "max_requests": MAX_REQUESTS,
+            "server_pid": pid,
+            "lead_s": plan.lead_s,
+        }
+
+    def _publish(self, target: Target, pid: ServerPid) -> Measured:
         report = run_publish(
             target,
             "/publish",
             _category(),
-            connections=plan.connections,
-            procs=1,
-            cores=self.cores,
-            warmup_s=plan.warmup_s,
-            duration_s=plan.duration_s,
-            max_requests=MAX_REQUESTS,
-            server_pid=pid,
-            lead_s=plan.lead_s,
+            **self._load(pid),
         )
         return report, report.failed, f"{LOAD_HEADER}\n{load_line('publish', report)}"
 
     def _catchup(self, target: Target, pid: ServerPid) -> Measured:
-        plan = self.plan
         report = run_catchup(
             target,
             "/events",
             "/publish",
             _category(),
-            events=plan.catchup_events,
+            events=self.plan.catchup_events,
             since="all",
             poll_timeout_s=5,
             payload_bytes=0,
-            connections=plan.connections,
-            procs=1,
-            cores=self.cores,
-            warmup_s=plan.warmup_s,
-            duration_s=plan.duration_s,
-            max_requests=MAX_REQUESTS,
-            server_pid=pid,
-            lead_s=plan.lead_s,
+            **self._load(pid),
         )
         return report, report.failed, f"{LOAD_HEADER}\n{load_line('catchup', report.load)}"
 
