@@ -13,7 +13,8 @@ from longpoll.server import tune_gc
 
 
 def memory_app() -> LongpollApp:
-    """The app `longpoll serve` runs (memory backend, default options), with its gc settings."""
+    """`LongpollApp` (memory backend, default options), with `longpoll serve`'s gc settings:
+    the ASGI factory of the `asgi-uvicorn` and `granian` variants."""
     app = LongpollApp(LongpollManager(Options()))
     tune_gc()
     return app

@@ -101,8 +101,8 @@ GRANIAN_FLAGS = [
     "--backlog", "20000", "--no-ws", "--factory",
 ]  # fmt: skip
 UVICORN_FLAGS = [
-    "--loop", "uvloop", "--http", "httptools", "--ws", "none", "--lifespan", "off",
-    "--no-access-log", "--log-level", "warning",
+    "--loop", "uvloop", "--http", "httptools", "--ws", "none", "--no-access-log",
+    "--log-level", "warning",
 ]  # fmt: skip
 ATTEMPTS = 3  # ports tried: a free port may be taken before the server binds it
 
@@ -112,9 +112,12 @@ def serve_granian(app: str, core: int, log: Path) -> AbstractContextManager[Serv
     return serve_asgi("granian", [*GRANIAN_FLAGS, app], core, log)
 
 
-def serve_uvicorn(app: str, core: int, log: Path) -> AbstractContextManager[ServedVariant]:
-    """Stock uvicorn serving the ASGI app `app` (``module:attribute``); see `serve_asgi`."""
-    return serve_asgi("uvicorn", [*UVICORN_FLAGS, app], core, log)
+def serve_uvicorn(
+    app: str, core: int, log: Path, *flags: str
+) -> AbstractContextManager[ServedVariant]:
+    """Stock uvicorn serving the ASGI app `app` (``module:attribute``; a factory with the
+    flag ``--factory``), with uvloop and httptools and `flags`; see `serve_asgi`."""
+    return serve_asgi("uvicorn", [*UVICORN_FLAGS, *flags, app], core, log)
 
 
 @contextlib.contextmanager

@@ -15,6 +15,7 @@ from typing import Any
 
 from bench.fanout import GENERATOR_BUSY
 from bench.persist import BUSY as SERVER_BUSY
+from bench.summary import STREAMS
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +103,7 @@ def limits_of(label: str, scenario: str, body: dict[str, Any]) -> list[Limit]:
         load = body.get("load", {})
         case = f"{load.get('connections')} connections"
         return [_limit(label, scenario, case, *_shares(load), others)]
-    if scenario == "stream":
+    if scenario in STREAMS:
         case = f"{body.get('subscribers')} x {body.get('rate')}/s"
         return [_limit(label, scenario, case, *_shares(body), others, FIXED_RATE)]
     if scenario == "publish-persist":

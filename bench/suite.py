@@ -1,9 +1,11 @@
 """Every scenario against every variant, each on a fresh server pinned to the server core.
 
-Variants: `uvicorn` (`longpoll serve`, memory backend), `granian` (the same app under
-granian's ASGI interface), `redis-1` and `redis-2` (`longpoll serve --redis --workers
-1|2` against a private redis-server on the server core too) and `persistence`
-(`publish-persist`: off, on, with fsync). The scenarios are the ordinary runners.
+Variants: `serve` (`longpoll serve`, memory backend), `asgi-uvicorn` (`LongpollApp`, memory
+backend, on stock uvicorn: what users who mount the ASGI app get; the baseline of the
+targets), `granian` (that app under granian's ASGI interface), `redis-1` and `redis-2`
+(`longpoll serve --redis --workers 1|2` against a private redis-server on the server core
+too), `persistence` (`publish-persist`: off, on, with fsync) and `floor`. The scenarios are
+the ordinary runners; `stream-overload` is `stream` at a rate the servers cannot keep up with.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from bench.target import Target, parse_target
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
-GRANIAN_APP = "bench.apps:memory_app"
+MEMORY_APP = "bench.apps:memory_app"
 FLOOR_APP = "bench.apps:floor_app"
 MAX_REQUESTS = 2_000_000
 
@@ -62,6 +64,8 @@ class Plan:
     redis_stream_subscribers: int  # Redis shares the server core: a full stream swamps it
     stream_rate: float
     stream_duration_s: float
+    overload_rate: float  # stream-overload: the stream's subscribers at this rate
+    overload_duration_s: float
     persist_rounds: int
     settle_s: float  # wait for subscribers where the server cannot count them (redis-2)
 
@@ -82,6 +86,8 @@ FULL = Plan(
     redis_stream_subscribers=200,
     stream_rate=20.0,
     stream_duration_s=10.0,
+    overload_rate=200.0,
+    overload_duration_s=5.0,
     persist_rounds=2,
     settle_s=2.0,
 )
@@ -102,12 +108,15 @@ QUICK = Plan(
     redis_stream_subscribers=20,
     stream_rate=20.0,
     stream_duration_s=1.0,
+    overload_rate=200.0,
+    overload_duration_s=0.5,
     persist_rounds=1,
     settle_s=0.5,
 )
 
 
 SCENARIOS = ("fanout", "publish", "catchup", "stream")  # on one server; idle-memory on its own
+MEMORY_SCENARIOS = (*SCENARIOS, "stream-overload")  # the memory backend's servers
 
 Measured = tuple["DataclassInstance", bool, str]  # the report, whether it failed, its text
 Starter = Callable[[Path], AbstractContextManager[ServedVariant]]
@@ -149,8 +158,11 @@ class Suite:
         """Every variant in turn; a scenario that cannot run is recorded, and the suite goes on."""
         self._memory_variants(
             {
-                "uvicorn": lambda log: serve_variant([], self.server_core, log),
-                "granian": lambda log: serve_granian(GRANIAN_APP, self.server_core, log),
+                "serve": lambda log: serve_variant([], self.server_core, log),
+                "asgi-uvicorn": lambda log: serve_uvicorn(
+                    MEMORY_APP, self.server_core, log, "--factory", "--lifespan", "on"
+                ),
+                "granian": lambda log: serve_granian(MEMORY_APP, self.server_core, log),
             }
         )
         self._redis_variants()
@@ -163,7 +175,9 @@ class Suite:
         label = "floor"
         with (
             self._guard(label, "server"),
-            serve_uvicorn(FLOOR_APP, self.server_core, self.workdir / "floor.log") as served,
+            serve_uvicorn(
+                FLOOR_APP, self.server_core, self.workdir / "floor.log", "--lifespan", "off"
+            ) as served,
         ):
             scenarios = ("fanout", "publish", "catchup")
             self.variants.append(Variant(label, shlex.join(served.command), scenarios))
@@ -172,17 +186,18 @@ class Suite:
                 self._scenario(scenario, label, served, pid, sizes, 0, True)
 
     def _memory_variants(self, starters: dict[str, Starter]) -> None:
-        """The memory backend on each server. They run side by side (one idle while the
-        other is measured), scenario by scenario, so that the figures they are
-        compared by are measured close together in time on a machine whose speed varies."""
+        """The memory backend on each server. They run side by side (idle while another is
+        measured), scenario by scenario, so that the figures they are compared by are
+        measured close together in time on a machine whose speed varies."""
         with contextlib.ExitStack() as running:
             served: dict[str, ServedVariant] = {}
             for label, start in starters.items():
                 with self._guard(label, "server"):
                     served[label] = running.enter_context(start(self.workdir / f"{label}.log"))
                     command = shlex.join(served[label].command)
-                    self.variants.append(Variant(label, command, (*SCENARIOS, "idle-memory")))
-            for scenario in SCENARIOS:
+                    scenarios = (*MEMORY_SCENARIOS, "idle-memory")
+                    self.variants.append(Variant(label, command, scenarios))
+            for scenario in MEMORY_SCENARIOS:
                 for label, server in served.items():
                     sizes, subscribers = self.plan.fanout_sizes, self.plan.stream_subscribers
                     pid = server.process.pid
@@ -234,11 +249,14 @@ class Suite:
     ) -> None:
         target = parse_target(served.url)
         stats = parse_target(served.url + "/stats") if counts_waiters else None
+        plan = self.plan
+        stream = functools.partial(self._stream, target, stats, pid, stream_subscribers)
         measures: dict[str, Callable[[], Measured]] = {
             "fanout": lambda: self._fanout(target, stats, pid, sizes),
             "publish": lambda: self._publish(target, pid),
             "catchup": lambda: self._catchup(target, pid),
-            "stream": lambda: self._stream(target, stats, pid, stream_subscribers),
+            "stream": lambda: stream(plan.stream_rate, plan.stream_duration_s),
+            "stream-overload": lambda: stream(plan.overload_rate, plan.overload_duration_s),
         }
         self._run(label, scenario, _options(served), measures[scenario], pid)
 
@@ -334,17 +352,22 @@ class Suite:
         return report, report.failed, f"{LOAD_HEADER}\n{load_line('catchup', report.load)}"
 
     def _stream(
-        self, target: Target, stats: Target | None, pid: ServerPid, subscribers: int
+        self,
+        target: Target,
+        stats: Target | None,
+        pid: ServerPid,
+        subscribers: int,
+        rate: float,
+        duration_s: float,
     ) -> Measured:
-        plan = self.plan
         report = run_stream(
             target,
             "/events",
             "/publish",
             _category(),
             subscribers=subscribers,
-            rate=plan.stream_rate,
-            duration_s=plan.stream_duration_s,
+            rate=rate,
+            duration_s=duration_s,
             max_events=100_000,
             poll_timeout_s=30,
             payload_bytes=0,

@@ -18,6 +18,7 @@ from typing import Any
 
 FANOUT_PNG = "fanout-latency.png"
 RATES_PNG = "requests-per-s.png"
+STREAMS = ("stream", "stream-overload")  # what the stream runner measures, at two rates
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +149,7 @@ def rows_of(run: Run) -> list[Row]:
             f"{body.get('events_per_response')} events/answer"
         )
         return [_load_row(label, scenario, case, load)]
-    if scenario == "stream":
+    if scenario in STREAMS:
         missed, dups = body.get("missed"), body.get("duplicated")
         extra = f"missed {missed}, duplicated {dups}"
         took, planned = body.get("publishing_s", 0.0), body.get("duration_s", 0.0)
