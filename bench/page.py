@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from bench.summary import (
     rows_of,
     use_agg,
 )
-from bench.targets import TARGETS, check
+from bench.targets import BASELINE, SUBJECT, TARGETS, Bodies, Figure, Target, check, figure, ratio
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +109,7 @@ def _markdown(record: Record, rows: list[Row], plots: list[str], assets: str) ->
         ]
     lines += _method(record)
     lines += ["## Targets", "", *_targets(record), ""]
-    lines += ["## Default server", "", *_default_server(record), ""]
+    lines += [f"## {SUBJECT} against stock ASGI servers", "", *_servers(record), ""]
     lines += ["## Variants", "", *_variants(record), ""]
     lines += ["## Results", ""]
     for variant in _labels(record):
@@ -167,7 +166,9 @@ def _method(record: Record) -> list[str]:
         f"of warm-up, then {plan.duration_s:g} s measured; each catch-up answer carries "
         f"{plan.catchup_events} events. Stream: {plan.stream_subscribers:,} subscribers "
         f"({plan.redis_stream_subscribers:,} with Redis), "
-        f"{plan.stream_rate:g} events/s for {plan.stream_duration_s:g} s. Idle memory: "
+        f"{plan.stream_rate:g} events/s for {plan.stream_duration_s:g} s; overload: the "
+        f"same subscribers at {plan.overload_rate:g} events/s for "
+        f"{plan.overload_duration_s:g} s (without Redis). Idle memory: "
         f"{plan.idle_waiters:,} waiting subscribers. Persistence: "
         f"{plan.persist_rounds} round(s) per setting, the median shown.",
         "",
@@ -195,64 +196,88 @@ def _loads(values: list[float]) -> str:
     return " ".join(f"{v:.2f}" for v in values)
 
 
+def _bodies(record: Record) -> Bodies:
+    return {(o.label, o.scenario): o.payload for o in record.outcomes if o.payload}
+
+
+def _limited(label: str, target: Target, bodies: Bodies, seen: Figure | None) -> str:
+    """What limited `label`'s figure for `target`, from `limits_of`."""
+    body = bodies.get((label, target.scenario))
+    if seen is None or body is None:
+        return "-"
+    limits = limits_of(label, target.scenario, body)
+    verdicts = [lim.verdict for lim in limits if lim.case == seen.case or not seen.case]
+    return verdicts[0] if verdicts else "-"
+
+
 def _targets(record: Record) -> list[str]:
-    labels = [v.label for v in record.variants if v.label != "persistence"]
+    """Each target: both figures, their ratio, the verdict, and what limited each figure."""
+    bodies = _bodies(record)
     lines = [
-        "| target | " + " | ".join(labels) + " |",
-        "| --- |" + " --- |" * len(labels),
+        f"`{SUBJECT}` is judged against `{BASELINE}`, `LongpollApp` on stock uvicorn, measured "
+        "in the same run: a ratio is `serve`'s figure over `asgi-uvicorn`'s. A target with "
+        "a bound of its own (idle memory, the stream) is judged on `serve`'s figure alone, "
+        "and any problem noted with a figure (a missed event, an error) misses the target.",
+        "",
+        f"| target | {SUBJECT} | {BASELINE} | ratio | verdict | {SUBJECT} limited by "
+        f"| {BASELINE} limited by |",
+        "| --- | --- | --- | ---: | --- | --- | --- |",
     ]
     for target in TARGETS:
-        cells = []
-        for label in labels:
-            bodies = {o.scenario: o.payload for o in record.outcomes if o.label == label}
-            result = check(target, {k: v for k, v in bodies.items() if v})
-            cells.append(
-                "not measured" if result.met is None else f"{result.figure}: **{result.verdict}**"
-            )
-        lines.append(f"| {target.name} | " + " | ".join(cells) + " |")
+        result = check(target, bodies)
+        mine, theirs = result.subject, result.baseline
+        lines.append(
+            f"| {target.name} | {_shown(mine)} | {_shown(theirs)} | {_times(result.ratio)} "
+            f"| **{result.verdict}** | {_limited(SUBJECT, target, bodies, mine)} "
+            f"| {_limited(BASELINE, target, bodies, theirs)} |"
+        )
     return lines
 
 
-def _fanout_max_ms(body: dict[str, Any]) -> float | None:
-    sizes = [s for s in body.get("sizes", []) if s.get("max_ms") is not None]
-    return max(sizes, key=lambda s: s["size"])["max_ms"] if sizes else None
+def _shown(seen: Figure | None) -> str:
+    return "not measured" if seen is None else seen.shown
 
 
-# figure, scenario, how to read it from that scenario's results, whether more is better
-_COMPARED: list[tuple[str, str, Callable[[dict[str, Any]], float | None], bool]] = [
-    ("fan-out to the largest N, max ms", "fanout", _fanout_max_ms, False),
-    ("publish req/s", "publish", lambda b: b.get("requests_per_s"), True),
-    ("catch-up req/s", "catchup", lambda b: b.get("load", {}).get("requests_per_s"), True),
-    ("idle KiB per waiter", "idle-memory", lambda b: b.get("kib_per_waiter"), False),
-    ("stream p99 ms", "stream", lambda b: (b.get("latency") or {}).get("p99_ms"), False),
-]
+def _times(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
 
 
-def _figure(value: float) -> str:
-    return f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
+def _figure(seen: Figure | None) -> str:
+    if seen is None:
+        return "-"
+    return f"{seen.value:,.0f}" if seen.value >= 100 else f"{seen.value:.1f}"
 
 
-def _default_server(record: Record) -> list[str]:
-    """uvicorn (with longpoll's protocol) against granian, figure by figure."""
-    bodies = {(o.label, o.scenario): o.payload for o in record.outcomes if o.payload}
-    lines = ["| figure | uvicorn | granian | better |", "| --- | ---: | ---: | --- |"]
-    wins = {"uvicorn": 0, "granian": 0}
-    for name, scenario, read, more_is_better in _COMPARED:
-        ours = read(bodies.get(("uvicorn", scenario), {}))
-        other = read(bodies.get(("granian", scenario), {}))
-        if ours is None or other is None:
-            continue
-        better = "uvicorn" if (ours >= other) == more_is_better else "granian"
-        wins[better] += 1
-        lines.append(f"| {name} | {_figure(ours)} | {_figure(other)} | {better} |")
-    if not any(wins.values()):
-        return ["Not measured: the suite needs both the uvicorn and the granian variant."]
+def _servers(record: Record) -> list[str]:
+    """`serve` against `LongpollApp` on stock uvicorn and on granian, figure by figure."""
+    bodies, others = _bodies(record), (BASELINE, "granian")
+    lines = [
+        f"| figure | {SUBJECT} | {' | '.join(others)} | "
+        + " | ".join(f"{SUBJECT} / {other}" for other in others)
+        + " |",
+        "| --- |" + " ---: |" * (1 + 2 * len(others)),
+    ]
+    better = dict.fromkeys(others, 0)
+    compared = dict.fromkeys(others, 0)
+    for target in TARGETS:
+        mine = figure(target, bodies, SUBJECT)
+        seen = {other: figure(target, bodies, other) for other in others}
+        ratios = {other: ratio(mine, seen[other]) for other in others}
+        for other, times in ratios.items():
+            if times is not None:
+                compared[other] += 1
+                better[other] += times != 1.0 and (times > 1.0) == target.more_is_better
+        cells = [_figure(mine), *map(_figure, seen.values()), *map(_times, ratios.values())]
+        lines.append(f"| {target.figure} | " + " | ".join(cells) + " |")
     return [
-        "`longpoll serve` runs on uvicorn with longpoll's own HTTP protocol. In this run it "
-        f"did better than granian's ASGI interface on {wins['uvicorn']} of "
-        f"{sum(wins.values())} figures. The two servers ran side by side, one idle while the "
-        "other was measured, scenario by scenario, so that each pair of figures was measured "
-        "close together in time:",
+        f"`{SUBJECT}` (`longpoll serve`) against `LongpollApp` (`bench/apps.py`: memory "
+        "backend, default options, the garbage-collector settings of `longpoll serve`) "
+        f"mounted on stock uvicorn (`{BASELINE}`) and on granian's ASGI interface "
+        "(`granian`). The three servers ran "
+        "side by side, idle while another was measured, scenario by scenario, so that each "
+        f"row was measured close together in time. In this run `{SUBJECT}` did better than "
+        + " and than ".join(f"{o} on {better[o]} of {compared[o]} figures" for o in others)
+        + ":",
         "",
         *lines,
     ]
@@ -267,13 +292,15 @@ def _variants(record: Record) -> list[str]:
     return [
         *lines,
         "",
-        "`uvicorn` is `longpoll serve`, the default server: uvicorn with longpoll's own HTTP "
-        "protocol, which wakes a waiting request when its connection drops. `granian` serves "
-        "the same app (`bench/apps.py`: memory backend, the same garbage-collector settings) "
-        "through its plain ASGI interface. `floor` is stock uvicorn serving an app that does "
-        "the least (`bench.apps:floor_app`: no storage, no validation, no timeouts, no "
-        "disconnect watching, one shared future for every waiting request, the same 100 "
-        "events for every catch-up): what any Python ASGI app on uvicorn can reach on this "
+        "`serve` is `longpoll serve`, the project's own server. `asgi-uvicorn` is "
+        "`LongpollApp`, the ASGI app (`bench/apps.py`: memory backend, default options, the "
+        "garbage-collector settings of `longpoll serve`), on stock uvicorn with uvloop and "
+        "httptools: what users who mount the ASGI app get, and the baseline of the targets. "
+        "`granian` serves that app through granian's plain ASGI interface. `floor` is stock "
+        "uvicorn serving an app that does the least (`bench.apps:floor_app`: no storage, no "
+        "validation, no timeouts, no disconnect watching, one shared future for every "
+        "waiting request, the same 100 events for every catch-up): what any Python ASGI app "
+        "on uvicorn can reach on this "
         "machine, measured in the same run.",
         "",
         "Every server-side process shares the one server core, so `redis-2` shows what a "
@@ -323,7 +350,10 @@ def _reading() -> list[str]:
         "to each subscriber's receipt (including its re-poll); every subscriber's missed, "
         "duplicated and out-of-order events are counted exactly and must be 0. A server "
         "that cannot keep up slows the publisher down (each publish waits for its answer): "
-        "the row then says how long publishing took.",
+        "the row then says how long publishing took. stream-overload is the same at a rate "
+        "meant to be more than the server can deliver one event per answer: the figure is "
+        "the deliveries per second it sustains (a subscriber's re-poll may then carry "
+        "several events).",
         "- idle-memory: the server's resident memory while the subscribers wait, minus "
         "before, per subscriber.",
         "- gen CPU, server CPU: CPU used over the measured window, as a share of one core.",

@@ -24,7 +24,9 @@ from tests.servers import serve_process, serve_until_crash
 
 ROOT = Path(__file__).resolve().parent.parent
 PNG = b"\x89PNG\r\n\x1a\n"
-VARIANTS = ("uvicorn", "granian", "redis-1", "redis-2", "persistence", "floor")
+VARIANTS = ("serve", "asgi-uvicorn", "granian", "redis-1", "redis-2", "persistence", "floor")
+SCENARIOS = ("fanout", "publish", "catchup", "stream", "stream-overload", "idle-memory",
+             "publish-persist")  # fmt: skip
 
 
 def bench(*args: str) -> list[str]:
@@ -54,12 +56,22 @@ def refuses(port: int) -> bool:
         return True
 
 
-@pytest.mark.timeout(120)
+def table_rows(text: str, section: str) -> list[list[str]]:
+    """The cells of each body row of the first table in `section` of the page."""
+    part = text.split(f"## {section}\n")[1].split("\n## ")[0]
+    lines = [line for line in part.splitlines() if line.startswith("| ")]
+    return [[cell.strip() for cell in line.strip("|").split(" | ")] for line in lines[2:]]
+
+
+@pytest.mark.timeout(180)
 def test_quick_suite_writes_the_page_plots_and_results(tmp_path: Path) -> None:
     page = tmp_path / "benchmarks.md"
-    done = run_bench("suite", "--quick", "--out-doc", str(page), timeout=110)
+    done = run_bench("suite", "--quick", "--out-doc", str(page), timeout=170)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert re.search(r"suite took \d+ s", done.stdout)
+    written = re.findall(r"^wrote (.+)$", done.stdout, re.MULTILINE)
+    assert len(written) == 4
+    assert all(Path(path).is_relative_to(tmp_path) for path in written)
 
     text = page.read_text()
     first = text.split("\n\n")[1]
@@ -73,35 +85,63 @@ def test_quick_suite_writes_the_page_plots_and_results(tmp_path: Path) -> None:
     for variant in VARIANTS:
         assert f"\n### {variant}\n" in text
         assert re.search(rf"^\| {re.escape(variant)} \| ", text, re.MULTILINE)
-    for scenario in ("fanout", "publish", "catchup", "stream", "idle-memory", "publish-persist"):
+    assert "--factory --lifespan on bench.apps:memory_app" in text  # asgi-uvicorn
+    for scenario in SCENARIOS:
         assert f"| {scenario} |" in text
-    targets = text.split("## Targets")[1].split("##")[0]
-    assert len(re.findall(r"^\| (fan-out|catch-up|publish|idle|stream)", targets, re.M)) == 5
-    assert "**met**" in targets or "**missed**" in targets
-    assert "## What limits each figure" in text
-    choice = text.split("## Default server")[1].split("##")[0]
-    assert re.search(r"did better than granian's ASGI interface on \d of 5 figures", choice)
-    assert len(re.findall(r"^\| .* \| (uvicorn|granian) \|$", choice, re.M)) == 5
     assert "could not run" not in text
 
-    assets = tmp_path / "benchmarks"
-    for plot in ("fanout-latency.png", "requests-per-s.png"):
-        assert f"](benchmarks/{plot})" in text
-        assert (assets / plot).read_bytes().startswith(PNG)
-
-    results = json.loads((assets / "results.json").read_text())
+    results = json.loads((tmp_path / "benchmarks" / "results.json").read_text())
     runs = results["runs"]
     assert not [run for run in runs if run["failed"]]
-    streams = {run["label"]: run for run in runs if run["scenario"] == "stream"}
-    assert set(streams) == {"uvicorn", "granian", "redis-1", "redis-2"}
-    for stream in streams.values():
-        assert stream["missed"] == 0
-        assert stream["duplicated"] == 0
-        assert stream["delivered"] == stream["expected"] > 0
+    by = {(run["label"], run["scenario"]): run for run in runs}
+    streams = {label for label, scenario in by if scenario == "stream"}
+    assert streams == {"serve", "asgi-uvicorn", "granian", "redis-1", "redis-2"}
+    overloads = {label for label, scenario in by if scenario == "stream-overload"}
+    assert overloads == {"serve", "asgi-uvicorn", "granian"}
+    for (_, scenario), stream in by.items():
+        if scenario.startswith("stream"):
+            assert stream["rate"] == (200.0 if scenario == "stream-overload" else 20.0)
+            assert stream["missed"] == stream["duplicated"] == 0
+            assert stream["delivered"] == stream["expected"] > 0
+            assert stream["server_cpu_share"] is not None
+
+    # every target: serve's figure, asgi-uvicorn's, their ratio, a verdict, the limits
+    targets = {row[0].split(" ")[0]: row for row in table_rows(text, "Targets")}
+    assert set(targets) == {"stream", "publish", "fan-out", "idle", "catch-up"}
+    assert len(table_rows(text, "Targets")) == 6
+    for row in table_rows(text, "Targets"):
+        assert len(row) == 7
+        assert "not measured" not in row[1:3]
+        assert re.fullmatch(r"\d+\.\d\dx", row[3])
+        assert row[4] in ("**met**", "**missed**")
+        assert row[5] != "-" or row[0].startswith("idle")
+    publish = by[("serve", "publish")]["requests_per_s"]
+    baseline = by[("asgi-uvicorn", "publish")]["requests_per_s"]
+    assert targets["publish"][1] == f"{publish:,.0f} req/s"
+    assert targets["publish"][3] == f"{publish / baseline:.2f}x"
+    assert targets["publish"][4] == ("**met**" if publish >= 2.5 * baseline else "**missed**")
+    idle = by[("serve", "idle-memory")]["kib_per_waiter"]
+    assert targets["idle"][4] == ("**met**" if idle <= 8 else "**missed**")
+
+    servers = "serve against stock ASGI servers"
+    assert re.search(
+        r"did better than asgi-uvicorn on \d of 6 figures and than granian on \d of 6 figures",
+        text.split(f"## {servers}")[1],
+    )
+    compared = table_rows(text, servers)
+    assert len(compared) == 6
+    assert all(re.fullmatch(r"\d+\.\d\dx", cell) for row in compared for cell in row[4:])
+    assert "## What limits each figure" in text
+    assert "| serve | stream-overload | " in text
+
+    for plot in ("fanout-latency.png", "requests-per-s.png"):
+        assert f"](benchmarks/{plot})" in text
+        assert (tmp_path / "benchmarks" / plot).read_bytes().startswith(PNG)
+
     # every server the suite started is gone, redis-server included
     ports = {int(m) for m in re.findall(r"127\.0\.0\.1:(\d+)", json.dumps(results["runs"]))}
     ports |= {int(m) for m in re.findall(r"--port ([1-9]\d*)", json.dumps(results["variants"]))}
-    assert len(ports) >= 5
+    assert len(ports) >= 6
     assert all(refuses(port) for port in ports)
 
 
