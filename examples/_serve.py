@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Sequence
+import signal
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import uvicorn
 import uvloop
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
-import longpoll.server
 from longpoll import BrowserClientHandler, LongpollManager, PublishHandler, SubscribeHandler
 from longpoll.server import bind_socket
 
@@ -60,6 +62,32 @@ def page_app(path: Path, manager: LongpollManager) -> Starlette:
     )
 
 
+class _Server(uvicorn.Server):
+    """uvicorn, answering the example's waiting subscribers as soon as a stop is asked
+    for, and exiting with status 0 after a graceful stop."""
+
+    def __init__(self, config: uvicorn.Config, manager: LongpollManager) -> None:
+        super().__init__(config)
+        self._manager = manager
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        stops = (signal.SIGINT, signal.SIGTERM)
+        for stop in stops:
+            loop.add_signal_handler(stop, self._stop)
+        try:
+            yield
+        finally:
+            for stop in stops:
+                loop.remove_signal_handler(stop)
+
+    def _stop(self) -> None:
+        self.force_exit = self.should_exit  # a second signal does not wait
+        self.should_exit = True
+        self._manager.begin_shutdown()
+
+
 def serve(
     build: Callable[[str], Any],
     manager: LongpollManager,
@@ -80,6 +108,7 @@ def serve(
     for line in argv_note:
         print(line.format(url=url), flush=True)
     try:
-        uvloop.run(longpoll.server.serve(app, sock, manager=manager, log_level="warning"))
+        config = uvicorn.Config(app, loop="none", log_level="warning", timeout_keep_alive=60)
+        uvloop.run(_Server(config, manager).serve(sockets=[sock]))
     finally:
         sock.close()

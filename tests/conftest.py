@@ -46,10 +46,10 @@ def make_backend(request: pytest.FixtureRequest) -> Callable[[], Backend]:
     return redis_backend
 
 
-@pytest.fixture(params=["server-hooks", "portable-asgi"])
+@pytest.fixture(params=["own-server", "asgi-uvicorn"])
 def portable(request: pytest.FixtureRequest) -> bool:
-    """Every HTTP test runs on longpoll's uvicorn protocol and on plain ASGI."""
-    return bool(request.param == "portable-asgi")
+    """Every HTTP test runs on longpoll's own server and on stock uvicorn (ASGI)."""
+    return bool(request.param == "asgi-uvicorn")
 
 
 @pytest.fixture

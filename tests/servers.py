@@ -1,4 +1,5 @@
-"""Real servers on loopback ports for the tests: in-process uvicorn and `longpoll serve`."""
+"""Real servers on loopback ports for the tests: in process (longpoll's own server or
+stock uvicorn) and `longpoll serve` as a child process."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from longpoll import LongpollApp, LongpollManager
-from longpoll.server import LongpollHttpProtocol, bind_socket
+from longpoll.server import HttpServer, ServerLimits, bind_socket, running
 
 
 def http_client(url: str, timeout: float = 30) -> httpx.AsyncClient:
@@ -36,11 +37,12 @@ def http_client(url: str, timeout: float = 30) -> httpx.AsyncClient:
 
 @dataclass
 class RunningServer:
-    """An app served by uvicorn on this test's event loop."""
+    """An app served on this test's event loop; `http` is longpoll's own server, if that
+    serves it."""
 
     url: str
     manager: LongpollManager
-    server: uvicorn.Server
+    http: HttpServer | None = None
 
 
 async def wait_for_waiters(manager: LongpollManager, count: int) -> None:
@@ -64,13 +66,12 @@ async def _uvicorn(
     port: int,
     *,
     lifespan: Literal["on", "off"],
-    portable: bool = False,
 ) -> AsyncIterator[tuple[uvicorn.Server, str]]:
     """Run uvicorn for `app` on `port` (0: a free one) as a task of this loop."""
     sock = bind_socket("127.0.0.1", port)
     config = uvicorn.Config(
         app,
-        http=HttpToolsProtocol if portable else LongpollHttpProtocol,
+        http=HttpToolsProtocol,
         loop="none",
         lifespan=lifespan,
         access_log=False,
@@ -97,19 +98,28 @@ async def serve_app(
     manager: LongpollManager | None = None,
     *,
     portable: bool = False,
+    limits: ServerLimits | None = None,
 ) -> AsyncIterator[RunningServer]:
     """Serve `app` on a free loopback port, with its lifespan, until the block ends.
 
+    A `LongpollApp` is served by longpoll's own server (with `limits`), as by
+    `longpoll serve`; with `portable`, or any other ASGI app, by stock uvicorn.
     `manager` is the one `app` uses (found by itself for a `LongpollApp`).
-    `portable` uses uvicorn's stock protocol, so disconnects are noticed the
-    portable ASGI way rather than through longpoll's protocol hook.
     """
     if manager is None:
         assert isinstance(app, LongpollApp)
         manager = app.manager
-    async with _uvicorn(app, 0, lifespan="on", portable=portable) as (server, url):
+    if isinstance(app, LongpollApp) and not portable:
+        sock = bind_socket("127.0.0.1", 0)
         try:
-            yield RunningServer(url, manager, server)
+            async with running(app, sock, limits) as http:
+                yield RunningServer(f"http://127.0.0.1:{sock.getsockname()[1]}", manager, http)
+        finally:
+            sock.close()
+        return
+    async with _uvicorn(app, 0, lifespan="on") as (_, url):
+        try:
+            yield RunningServer(url, manager)
         finally:
             manager.begin_shutdown()
 

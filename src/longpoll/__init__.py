@@ -18,9 +18,10 @@ from longpoll.errors import (
     ServerError,
 )
 from longpoll.event import Event
-from longpoll.manager import Batch, LongpollManager, ManagerStats
+from longpoll.manager import LongpollManager, ManagerStats
 from longpoll.options import Options
 from longpoll.subscription import Subscription
+from longpoll.waiting import Batch
 
 __version__ = "0.1.0"
 

@@ -1,4 +1,4 @@
-"""Small ASGI helpers: types, the protocol's response headers, and body reading."""
+"""ASGI plumbing: types, requests from scopes, answers as messages, body reading."""
 
 from __future__ import annotations
 
@@ -6,51 +6,67 @@ import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from longpoll._api import (
+    HttpError,
+    Request,
+    Response,
+    body_too_large,
+    declared_too_large,
+    response_for,
+)
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-JSON_HEADERS: list[tuple[bytes, bytes]] = [
-    (b"content-type", b"application/json"),
-    (b"cache-control", b"no-cache, no-store, must-revalidate"),
-    (b"pragma", b"no-cache"),
-    (b"expires", b"0"),
-    (b"x-content-type-options", b"nosniff"),
-]
+
+def scope_path(scope: Scope) -> str:
+    """The request's path below the app's mount point (`root_path`)."""
+    # Per the ASGI spec, `path` includes the `root_path` of a mounted app.
+    path: str = scope["path"]
+    return path.removeprefix(scope.get("root_path", ""))
 
 
-class BodyError(Exception):
-    """A request body that could not be read; `status` is the response to give."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+def request_of(scope: Scope) -> Request:
+    """The `Request` of an HTTP scope (without its body)."""
+    return Request(scope["method"], scope_path(scope), scope["query_string"], scope["headers"])
 
 
-def body_too_large(limit: int) -> BodyError:
-    """The 413 error for a body over `limit` bytes."""
-    return BodyError(413, f"request body is larger than {limit} bytes")
+async def send_response(send: Send, response: Response) -> None:
+    """Send a whole response as ASGI messages."""
+    status, body, headers = response
+    if status != 304:
+        headers = [*headers, (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
-def header(scope: Scope, name: bytes) -> bytes | None:
-    """The first value of request header `name` (lower case), if any."""
-    for key, value in scope["headers"]:
-        if key == name:
-            return bytes(value)
-    return None
+async def send_answer(scope: Scope, send: Send, respond: Callable[[Request], Response]) -> None:
+    """Send what `respond` answers to the scope's request, or the error it raises."""
+    try:
+        response = respond(request_of(scope))
+    except HttpError as exc:
+        response = error_answer(exc)
+    await send_response(send, response)
+
+
+def error_answer(error: Exception) -> Response:
+    """The answer to an error of the API or the manager; anything else is raised again."""
+    response = response_for(error)
+    if response is None:
+        raise error
+    return response
 
 
 async def read_body(scope: Scope, receive: Receive, limit: int, time_limit: float) -> bytes | None:
     """Read the whole request body, or None if the client went away.
 
-    Raises `BodyError` (413) when the body exceeds `limit` bytes and (408) when it
+    Raises `HttpError` (413) when the body exceeds `limit` bytes and (408) when it
     does not arrive within `time_limit` seconds.
     """
-    declared = header(scope, b"content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared_too_large(request_of(scope).header(b"content-length"), limit):
         raise body_too_large(limit)
     chunks: list[bytes] = []
     size = 0
@@ -68,4 +84,10 @@ async def read_body(scope: Scope, receive: Receive, limit: int, time_limit: floa
                 if not message.get("more_body", False):
                     return b"".join(chunks)
     except TimeoutError:
-        raise BodyError(408, f"request body did not arrive within {time_limit:g} seconds") from None
+        raise HttpError(408, f"request body did not arrive within {time_limit:g} seconds") from None
+
+
+async def wait_for_disconnect(receive: Receive) -> None:
+    """Return once the client has gone away (`http.disconnect`)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass

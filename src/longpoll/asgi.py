@@ -1,42 +1,48 @@
-"""ASGI handlers for subscribing and publishing, and the app that serves both."""
+"""ASGI handlers for subscribing and publishing, and the app that serves both.
+
+They run under any ASGI server (uvicorn, granian, hypercorn) and mount in any ASGI
+framework. `longpoll serve` runs the same API on longpoll's own HTTP/1.1 server
+(`longpoll.server`), which needs no task per request.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import Any
 
 import orjson
 
-from longpoll._channel import Channel
+from longpoll._api import (
+    PUBLISH_METHODS,
+    READ_METHODS,
+    SUBSCRIBE_METHODS,
+    Endpoint,
+    HttpError,
+    Response,
+    Routes,
+    batch_body,
+    check_method,
+    json_response,
+    parse_publish_body,
+    published_body,
+)
 from longpoll._http import (
-    ASGIApp,
-    BodyError,
     Receive,
     Scope,
     Send,
-    body_too_large,
+    error_answer,
     read_body,
+    scope_path,
+    send_answer,
+    send_response,
+    wait_for_disconnect,
 )
 from longpoll.browser import BrowserClientHandler
-from longpoll.errors import BackendUnavailable, InvalidRequest, ManagerClosed, PersistenceFailed
-from longpoll.event import check_category
-from longpoll.manager import Batch, LongpollManager
+from longpoll.event import Event
+from longpoll.manager import LongpollManager
 from longpoll.subscription import parse_subscription
 
 logger = logging.getLogger("longpoll.asgi")
-
-_SHUTTING_DOWN = "server is shutting down"
-
-
-def encode_batch(batch: Batch) -> bytes:
-    """The response body for `batch`, joined from the events' pre-encoded JSON."""
-    missed = b',"missed":true' if batch.missed else b""
-    if batch.events:
-        return b'{"events":[%b]%b}' % (b",".join([event.json for event in batch.events]), missed)
-    return b'{"timeout":"no events before timeout","timestamp":%d%b}' % (
-        batch.timestamp,
-        missed,
-    )
 
 
 class SubscribeHandler:
@@ -49,38 +55,39 @@ class SubscribeHandler:
         self.manager = manager
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        channel = Channel(scope, receive, send)
-        if scope["method"] != "GET":
-            await channel.send_error(405, "use GET to subscribe", [(b"allow", b"GET")])
-            return
-        options = self.manager.options
+        manager = self.manager
+        options = manager.options
+        watcher: asyncio.Task[None] | None = None
+
+        def watch_disconnect() -> asyncio.Task[None]:
+            nonlocal watcher
+            watcher = asyncio.create_task(wait_for_disconnect(receive))
+            return watcher
+
         try:
+            check_method(scope["method"], *SUBSCRIBE_METHODS)
             subscription = parse_subscription(
                 scope["query_string"],
                 options.max_longpoll_timeout_seconds,
                 options.max_categories_per_request,
             )
-        except InvalidRequest as exc:
-            await channel.send_error(400, str(exc))
+            batch = await manager.wait_checked(subscription, watch_disconnect)
+        except Exception as exc:
+            if watcher is not None:
+                watcher.cancel()
+            await send_response(send, error_answer(exc))
             return
         try:
-            try:
-                batch = await self.manager.wait_for_events(subscription, channel.disconnect_future)
-            except ManagerClosed:
-                await channel.send_error(503, _SHUTTING_DOWN)
-                return
-            except BackendUnavailable as exc:
-                await channel.send_error(503, str(exc))
-                return
-            if channel.disconnected:
-                return
-            await channel.send_json(200, encode_batch(batch))
-            delivered = not channel.disconnected
+            if watcher is not None and watcher.done():
+                return  # the client left: nobody to answer
+            await send_response(send, json_response(200, batch_body(batch)))
+            delivered = watcher is None or not watcher.done()
         finally:
-            channel.close()
+            if watcher is not None:
+                watcher.cancel()
         # Only delete-after-first-retrieval needs to know what was delivered.
-        if delivered and self.manager.options.delete_event_after_first_retrieval:
-            await self.manager.acknowledge(batch)
+        if delivered:
+            await manager.acknowledge(batch)
 
 
 class PublishHandler:
@@ -96,58 +103,20 @@ class PublishHandler:
         self.body_timeout_seconds = body_timeout_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        channel = Channel(scope, receive, send)
-        if scope["method"] != "POST":
-            await channel.send_error(405, "use POST to publish", [(b"allow", b"POST")])
-            return
-        limit = self.manager.options.max_publish_body_bytes
-        body = channel.received_body()
+        manager = self.manager
+        limit = manager.options.max_publish_body_bytes
         try:
+            check_method(scope["method"], *PUBLISH_METHODS)
+            body = await read_body(scope, receive, limit, self.body_timeout_seconds)
             if body is None:
-                body = await read_body(scope, receive, limit, self.body_timeout_seconds)
-            elif len(body) > limit:
-                raise body_too_large(limit)
-        except BodyError as exc:
-            await channel.send_error(exc.status, exc.message)
+                return  # the client went away before sending its whole body
+            category, data, data_json = parse_publish_body(body)
+            stored = manager.publish_nowait(category, data, data_json)
+            event = stored if isinstance(stored, Event) else await stored
+        except Exception as exc:
+            await send_response(send, error_answer(exc))
             return
-        if body is None:
-            return  # the client went away before sending its whole body
-        try:
-            category, data = _parse_publish_body(body)
-            event = await self.manager.publish(category, data)
-        except InvalidRequest as exc:
-            await channel.send_error(400, str(exc))
-            return
-        except ManagerClosed:
-            await channel.send_error(503, _SHUTTING_DOWN)
-            return
-        except BackendUnavailable as exc:
-            await channel.send_error(503, str(exc))
-            return
-        except PersistenceFailed as exc:
-            await channel.send_error(500, str(exc))
-            return
-        response = {"success": True, "id": str(event.id), "timestamp": event.timestamp}
-        await channel.send_json(200, orjson.dumps(response))
-
-
-def _parse_publish_body(body: bytes) -> tuple[str, Any]:
-    if not body.strip():
-        raise InvalidRequest("request body is empty: send a JSON object")
-    try:
-        message = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise InvalidRequest("request body is not valid JSON") from None
-    if not isinstance(message, dict):
-        raise InvalidRequest("request body must be a JSON object")
-    if "category" not in message:
-        raise InvalidRequest("category is required")
-    category = check_category(message["category"])
-    if message.get("data") is None:
-        if "data" not in message:
-            raise InvalidRequest("data is required")
-        raise InvalidRequest("data must not be null")
-    return category, message["data"]
+        await send_response(send, json_response(200, published_body(event)))
 
 
 class LongpollApp:
@@ -158,6 +127,7 @@ class LongpollApp:
     `body_timeout_seconds` bounds how long a publish body may take to arrive.
     `client_path` serves the browser client (`BrowserClientHandler`); a path ending
     in `.js` also has its ES module form at the same path ending in `.mjs`.
+    `longpoll serve` runs this app on longpoll's own HTTP/1.1 server.
     """
 
     def __init__(
@@ -175,41 +145,50 @@ class LongpollApp:
         self.publish_path = publish_path
         self.stats_path = stats_path
         self.client_path = client_path
-        routes: list[tuple[str | None, ASGIApp]] = [
-            (subscribe_path, SubscribeHandler(manager)),
-            (publish_path, PublishHandler(manager, body_timeout_seconds=body_timeout_seconds)),
-            (stats_path, self._stats),
-            (client_path, BrowserClientHandler()),
-        ]
-        if client_path is not None and client_path.endswith(".js"):
-            module_path = client_path.removesuffix(".js") + ".mjs"
-            routes.append((module_path, BrowserClientHandler(module=True)))
-        self._routes: dict[str, ASGIApp] = {}
-        for path, handler in routes:
-            if path is None:
-                continue
-            if path in self._routes:
-                raise ValueError(f"two endpoints share the path {path!r}")
-            self._routes[path] = handler
+        self.body_timeout_seconds = body_timeout_seconds
+        self.routes = Routes(
+            subscribe_path=subscribe_path,
+            publish_path=publish_path,
+            stats_path=stats_path,
+            client_path=client_path,
+        )
+        self._subscribe = SubscribeHandler(manager)
+        self._publish = PublishHandler(manager, body_timeout_seconds=body_timeout_seconds)
+        self.client = BrowserClientHandler()
+        self.client_module = BrowserClientHandler(module=True)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            # Per the ASGI spec, `path` includes the `root_path` of a mounted app.
-            path = scope["path"].removeprefix(scope.get("root_path", ""))
-            handler = self._routes.get(path)
-            if handler is None:
-                await Channel(scope, receive, send).send_error(404, f"no such endpoint: {path}")
+            try:
+                endpoint = self.routes.endpoint(scope_path(scope))
+            except HttpError as exc:
+                await send_response(send, error_answer(exc))
+                return
+            if endpoint is Endpoint.SUBSCRIBE:
+                await self._subscribe(scope, receive, send)
+            elif endpoint is Endpoint.PUBLISH:
+                await self._publish(scope, receive, send)
+            elif endpoint is Endpoint.STATS:
+                try:
+                    response = await self.stats_response(scope["method"])
+                except HttpError as exc:
+                    response = error_answer(exc)
+                await send_response(send, response)
+            elif endpoint is Endpoint.CLIENT:
+                await send_answer(scope, send, self.client.respond)
             else:
-                await handler(scope, receive, send)
+                await send_answer(scope, send, self.client_module.respond)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         elif kind == "websocket":
             await send({"type": "websocket.close", "code": 1008})
 
-    async def _stats(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def stats_response(self, method: str) -> Response:
+        """The answer of the stats endpoint."""
+        check_method(method, *READ_METHODS)
         stats = await self.manager.stats()
-        await Channel(scope, receive, send).send_json(200, orjson.dumps(stats))
+        return json_response(200, orjson.dumps(stats))
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -17,8 +17,8 @@ import time
 from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
 
-from longpoll._channel import Channel
-from longpoll._http import Receive, Scope, Send, header
+from longpoll._api import READ_METHODS, Request, Response, check_method
+from longpoll._http import Receive, Scope, Send, send_answer
 
 # What turns the classic script into the ES module.
 MODULE_EXPORTS = b"""
@@ -72,27 +72,22 @@ class StaticFile:
             *extra_headers,
         ]
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        method = scope["method"]
-        if method not in ("GET", "HEAD"):
-            allow = [(b"allow", b"GET, HEAD")]
-            await Channel(scope, receive, send).send_error(405, "use GET", allow)
-            return
-        if self._not_modified(scope):
-            status, body = 304, b""
-            headers = self._headers[1:]
-        else:
-            status, body = 200, self.body
-            headers = [*self._headers, (b"content-length", b"%d" % len(body))]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
+    def respond(self, request: Request) -> Response:
+        """The answer to `request`: the file, 304, or 405 for a method other than GET/HEAD."""
+        check_method(request.method, *READ_METHODS)
+        if self._not_modified(request):
+            return Response(304, b"", self._headers[1:])
+        return Response(200, self.body, self._headers)
 
-    def _not_modified(self, scope: Scope) -> bool:
-        if_none_match = header(scope, b"if-none-match")
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send_answer(scope, send, self.respond)
+
+    def _not_modified(self, request: Request) -> bool:
+        if_none_match = request.header(b"if-none-match")
         if if_none_match is not None:
             tags = [tag.strip().removeprefix(b"W/") for tag in if_none_match.split(b",")]
             return self.etag in tags or b"*" in tags
-        if_modified_since = header(scope, b"if-modified-since")
+        if_modified_since = request.header(b"if-modified-since")
         if if_modified_since is None:
             return False
         try:
@@ -123,11 +118,15 @@ class BrowserClientHandler:
             client_script(module=True), JAVASCRIPT, last_modified=modified, extra_headers=vary
         )
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def respond(self, request: Request) -> Response:
+        """The answer to `request`, in the form it asks for (see the class)."""
         module = self.module
         if module is None:
             module = (
-                header(scope, b"sec-fetch-mode") == b"cors"
-                and header(scope, b"sec-fetch-dest") == b"script"
+                request.header(b"sec-fetch-mode") == b"cors"
+                and request.header(b"sec-fetch-dest") == b"script"
             )
-        await (self._module if module else self._classic)(scope, receive, send)
+        return (self._module if module else self._classic).respond(request)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send_answer(scope, send, self.respond)

@@ -18,6 +18,7 @@ import orjson
 from longpoll import __version__
 from longpoll.errors import InvalidRequest, LongpollError
 from longpoll.options import Options
+from longpoll.server import ServerLimits
 
 if TYPE_CHECKING:
     from longpoll.addons.base import AddOn
@@ -25,6 +26,23 @@ if TYPE_CHECKING:
     from longpoll.client import Client, Since
 
 _DEFAULTS = Options()
+_LIMITS = ServerLimits()
+# Flags of `longpoll serve` for the fields of `ServerLimits`.
+_LIMIT_FLAGS = [
+    ("--max-url-bytes", "max_url_bytes", int, "N", "longest request URL (414 above it)"),
+    ("--max-header-bytes", "max_header_bytes", int, "N", "largest header block (431 above)"),
+    ("--max-headers", "max_headers", int, "N", "most header lines in a request (431 above)"),
+    ("--head-timeout", "head_timeout_seconds", float, "S",
+     "seconds a request head may take to arrive"),
+    ("--keep-alive-timeout", "keep_alive_timeout_seconds", float, "S",
+     "seconds an idle connection is kept open"),
+    ("--max-connections", "max_connections", int, "N",
+     "open connections; above it new ones are answered 503 with Retry-After"),
+    ("--write-high-water", "write_high_water_bytes", int, "BYTES",
+     "unsent answer bytes a connection may hold before it is cut (a client not reading)"),
+    ("--grace", "grace_seconds", float, "S",
+     "at shutdown, seconds for requests in flight to finish"),
+]  # fmt: skip
 
 
 class _Parser(argparse.ArgumentParser):
@@ -127,6 +145,23 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="server processes sharing the port (above 1 needs --redis)",
     )
+    limits = serve.add_argument_group("connection limits")
+    for flag, field, kind, metavar, text in _LIMIT_FLAGS:
+        limits.add_argument(
+            flag,
+            dest=field,
+            type=kind,
+            default=getattr(_LIMITS, field),
+            metavar=metavar,
+            help=text,
+        )
+    limits.add_argument(
+        "--body-timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="seconds a request body may take to arrive (408 after)",
+    )
     serve.add_argument(
         "--log-level",
         default="info",
@@ -219,8 +254,9 @@ def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     addon = _persistor(parser, args)
     try:
         app = _build_app(args, addon)
+        _limits(args)
     except ValueError as exc:
-        parser.error(str(exc))
+        parser.error(_flag_names(str(exc)))
 
     _configure_logging(args)
     try:
@@ -258,11 +294,26 @@ def _build_app(args: argparse.Namespace, addon: AddOn | None) -> LongpollApp:
         from longpoll.backends.redis import RedisBackend
 
         backend = RedisBackend(args.redis, key_prefix=args.redis_prefix)
+    if args.body_timeout <= 0:
+        raise ValueError("--body-timeout must be a positive number of seconds")
     return LongpollApp(
         LongpollManager(options, backend=backend),
         subscribe_path=args.subscribe_path,
         publish_path=args.publish_path,
+        body_timeout_seconds=args.body_timeout,
     )
+
+
+def _limits(args: argparse.Namespace) -> ServerLimits:
+    """The connection limits that the flags ask for; raises ValueError for bad ones."""
+    return ServerLimits(**{field: getattr(args, field) for _, field, *_ in _LIMIT_FLAGS})
+
+
+def _flag_names(message: str) -> str:
+    """`message` with the names of `ServerLimits` fields replaced by their flags."""
+    for flag, field, *_ in _LIMIT_FLAGS:
+        message = message.replace(field, flag)
+    return message
 
 
 def _configure_logging(args: argparse.Namespace) -> None:
@@ -293,9 +344,7 @@ async def _serve_until_stopped(
             os.kill(os.getpid(), signal.SIGTERM)
 
         loop.add_reader(parent.sentinel, parent_gone)
-    # uvicorn's own start-up chatter only at debug: longpoll logs where it listens.
-    uvicorn_level = "debug" if args.log_level == "debug" else "warning"
-    await serve(app, sock, log_level=uvicorn_level)
+    await serve(app, sock, _limits(args))
 
 
 def _run_worker(args: argparse.Namespace, sock: socket.socket) -> None:

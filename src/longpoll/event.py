@@ -96,6 +96,11 @@ class Event:
             self._decode()
         return self._id
 
+    @property
+    def position(self) -> tuple[int, int]:
+        """Where the event stands in the order of its store: (timestamp, sequence)."""
+        return (self.timestamp, self.sequence)
+
     def _decode(self) -> None:
         decoded = orjson.loads(self.json)
         object.__setattr__(self, "_data", decoded["data"])

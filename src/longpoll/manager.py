@@ -5,37 +5,20 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from collections.abc import AsyncIterable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from longpoll.backends.base import Backend
+from longpoll.backends.base import Backend, ReadResult
 from longpoll.backends.memory import MemoryBackend
 from longpoll.errors import ManagerClosed, PersistenceFailed
 from longpoll.event import Event, check_category, encode_data
 from longpoll.options import Options
 from longpoll.subscription import Subscription
-from longpoll.waiting import Waiter, WaiterRegistry
+from longpoll.waiting import Batch, FutureWaiter, Waiter, WaiterRegistry
 
 logger = logging.getLogger("longpoll")
-
-
-@dataclass(frozen=True, slots=True)
-class Batch:
-    """What a subscriber gets: events, or nothing before its timeout.
-
-    `timestamp` is the position to resume from: the last event's timestamp, or,
-    when `events` is empty, a point after which every event published later gets
-    a larger timestamp. `missed` says that events after
-    the subscriber's position were dropped before it asked (the gap signal).
-    `closing` says that the manager is shutting down.
-    """
-
-    events: list[Event]
-    timestamp: int
-    missed: bool = False
-    closing: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +47,9 @@ class LongpollManager:
     def __init__(self, options: Options | None = None, *, backend: Backend | None = None) -> None:
         self.options = options if options is not None else Options()
         self._backend = backend if backend is not None else MemoryBackend()
-        self._waiters = WaiterRegistry()
+        self._waiters = WaiterRegistry(self._expire)
+        # Work a backend must wait for, started for one request (a read, a timeout answer).
+        self._tasks: set[asyncio.Task[None]] = set()
         self._state = _State.NEW
         self._loop: asyncio.AbstractEventLoop | None = None
         self._shutdown: asyncio.Future[None] | None = None
@@ -120,6 +105,8 @@ class LongpollManager:
         try:
             async with asyncio.timeout(grace_seconds):
                 await self._waiters.wait_until_empty()
+                while self._tasks:
+                    await asyncio.wait(set(self._tasks))
         except TimeoutError:
             logger.warning("%d subscribers still waiting at shutdown", self._waiters.count)
         addon = self.options.addon
@@ -166,7 +153,8 @@ class LongpollManager:
         disk, and raises `PersistenceFailed` if it could not be.
         """
         check_category(category)
-        return await self._store(category, data, encode_data(data))
+        stored = self.publish_nowait(category, data, encode_data(data))
+        return stored if isinstance(stored, Event) else await stored
 
     def publish_threadsafe(self, category: str, data: Any, timeout: float | None = None) -> Event:
         """Publish from a thread other than the manager's event loop, waiting for the result."""
@@ -177,28 +165,51 @@ class LongpollManager:
             raise ManagerClosed("the manager is not running")
         if _running_loop() is loop:
             raise RuntimeError("publish_threadsafe() called on the manager's loop: use publish()")
-        future = asyncio.run_coroutine_threadsafe(self._store(category, data, data_json), loop)
-        return future.result(timeout)
+
+        async def store() -> Event:
+            stored = self.publish_nowait(category, data, data_json)
+            return stored if isinstance(stored, Event) else await stored
+
+        return asyncio.run_coroutine_threadsafe(store(), loop).result(timeout)
+
+    def publish_nowait(
+        self, category: str, data: Any, data_json: bytes
+    ) -> Event | Coroutine[Any, Any, Event]:
+        """Store an event whose category is checked and data encoded (`encode_data`).
+
+        Returns the event when the backend and add-on could store it without
+        waiting; else a coroutine to await for it. Raises `ManagerClosed` when
+        the manager is not running.
+        """
+        self._check_running()
+        event = self._backend.append_nowait(category, data, data_json)
+        if event is None:
+            return self._store(category, data, data_json)
+        durable = self._on_publish(event)
+        return event if durable is None else self._made_durable(event, durable)
 
     async def _store(self, category: str, data: Any, data_json: bytes) -> Event:
-        self._check_running()
         event = await self._backend.append(category, data, data_json)
+        durable = self._on_publish(event)
+        return event if durable is None else await self._made_durable(event, durable)
+
+    def _on_publish(self, event: Event) -> Awaitable[Any] | None:
+        """Call the add-on; an awaitable it returns holds the acknowledgement."""
         addon = self.options.addon
-        if addon is not None:
-            try:
-                durable = addon.on_publish(event)
-            except Exception:
-                logger.exception("add-on failed in on_publish")
-            else:
-                # An add-on that returns an awaitable (FilePersistor with fsync) holds
-                # the acknowledgement until the event is safe with it.
-                if durable is not None:
-                    try:
-                        await durable
-                    except Exception as exc:
-                        logger.exception("add-on could not persist event %s", event.id)
-                        message = f"event {event.id} could not be persisted: {exc}"
-                        raise PersistenceFailed(message) from exc
+        if addon is None:
+            return None
+        try:
+            return addon.on_publish(event)
+        except Exception:
+            logger.exception("add-on failed in on_publish")
+            return None
+
+    async def _made_durable(self, event: Event, durable: Awaitable[Any]) -> Event:
+        try:
+            await durable
+        except Exception as exc:
+            logger.exception("add-on could not persist event %s", event.id)
+            raise PersistenceFailed(f"event {event.id} could not be persisted: {exc}") from exc
         return event
 
     async def wait_for_events(
@@ -216,58 +227,134 @@ class LongpollManager:
         subscription.check(
             self.options.max_longpoll_timeout_seconds, self.options.max_categories_per_request
         )
+        return await self.wait_checked(subscription, watch_disconnect)
+
+    async def wait_checked(
+        self,
+        subscription: Subscription,
+        watch_disconnect: Callable[[], asyncio.Future[Any]] | None = None,
+    ) -> Batch:
+        """`wait_for_events` for a subscription already checked (`parse_subscription`)."""
+        waiter = FutureWaiter(subscription.categories, asyncio.get_running_loop().create_future())
+        reading = self.start_wait(subscription, waiter)
+        if reading is not None:
+            await reading
+        future = waiter.future
+        if future.done():
+            return future.result()
+        disconnected = watch_disconnect() if watch_disconnect is not None else None
+
+        def gone(_: object) -> None:
+            # The subscriber reads no answer: no resume point to take.
+            if waiter.tick >= 0:
+                self.forget(waiter)
+                waiter.complete(Batch([], 0, waiter.missed))
+
+        if disconnected is not None:
+            disconnected.add_done_callback(gone)
+        try:
+            return await future
+        finally:
+            self._waiters.remove(waiter)
+            if disconnected is not None:
+                disconnected.remove_done_callback(gone)
+
+    def start_wait(
+        self, subscription: Subscription, waiter: Waiter
+    ) -> Coroutine[Any, Any, None] | None:
+        """Answer `waiter` from the buffer, or register it to wait for new events.
+
+        Returns None once that is done; for a backend that must wait to read,
+        returns a coroutine that finishes the job (a server runs it as a task of
+        its own; an error it raises is the subscriber's answer). The subscription
+        must be checked already. Raises `ManagerClosed` when not running.
+        """
         self._check_running()
-        loop = asyncio.get_running_loop()
-        waiter = Waiter(subscription.categories, loop.create_future())
-        # Registered before reading, so that an event published during the read
-        # (which may suspend, in other backends) still wakes this waiter.
-        self._waiters.add(waiter)
+        found = self._backend.read_nowait(subscription)
+        if found is None:
+            # Registered before reading, so that an event published during the read
+            # still reaches the waiter (held until the read tells its position).
+            waiter.reading = True
+            self._waiters.add(waiter, None)
+            return self._read_then_wait(subscription, waiter)
+        self._settle(subscription, waiter, found)
+        return None
+
+    async def _read_then_wait(self, subscription: Subscription, waiter: Waiter) -> None:
         try:
             found = await self._backend.read(subscription)
         except BaseException:
             self._waiters.remove(waiter)
             raise
+        if waiter.tick >= 0:  # still registered: neither gone nor shut down
+            self._settle(subscription, waiter, found)
+
+    def forget(self, waiter: Waiter) -> None:
+        """Stop waiting for `waiter` (its client left), without answering it."""
+        self._waiters.remove(waiter)
+
+    def _settle(self, subscription: Subscription, waiter: Waiter, found: ReadResult) -> None:
         if found.events:
             self._waiters.remove(waiter)
-            return Batch(found.events, found.events[-1].timestamp, found.missed)
-        missed = found.missed
-        # A backend whose notify lags behind its reads can still hand the waiter
-        # events up to `found.through`, which the read saw: the subscriber had them.
-        through = found.through
-        disconnected = watch_disconnect() if watch_disconnect is not None else None
-        deadline = loop.time() + subscription.timeout_seconds
-        remaining: float = subscription.timeout_seconds
-        while True:
-            await self._waiters.wait(waiter, remaining, disconnected)
-            events = _newer(waiter.events, through)
-            if events:
-                return Batch(events, events[-1].timestamp, missed)
-            if disconnected is not None and disconnected.done():
-                # The subscriber is gone and reads no answer: no resume point to take.
-                return Batch([], 0, missed)
-            remaining = deadline - loop.time()
-            if not waiter.events or remaining <= 0 or self._state is not _State.RUNNING:
-                break  # a timeout or a shutdown
-            # Woken only by events the subscriber had: wait out the rest of the
-            # timeout. Nothing ran on the loop since the old waiter was unregistered.
-            waiter = Waiter(subscription.categories, loop.create_future())
-            self._waiters.add(waiter)
-        timestamp, late = await self._backend.resume_after_wait(subscription.categories)
-        late = _newer(late, through)
+            waiter.complete(Batch(found.events, found.events[-1].timestamp, found.missed))
+            return
+        waiter.position = found.through
+        waiter.missed = found.missed
+        if waiter.reading:
+            self._waiters.arm(waiter, subscription.timeout_seconds)
+        else:
+            self._waiters.add(waiter, subscription.timeout_seconds)
+
+    def _expire(self, waiter: Waiter, closing: bool) -> None:
+        """Answer a waiter whose timeout passed (or that a shutdown ended) with no events."""
+        point = self._backend.resume_point_nowait()
+        if point is not None:
+            waiter.complete(Batch([], point, waiter.missed, closing))
+            return
+        task = asyncio.get_running_loop().create_task(self._expire_later(waiter, closing))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _expire_later(self, waiter: Waiter, closing: bool) -> None:
+        try:
+            point, late = await self._backend.resume_after_wait(waiter.categories)
+        except Exception as exc:
+            waiter.fail(exc)
+            return
+        position = waiter.position
+        if position is not None:
+            late = [event for event in late if event.position > position]
         if late:
-            return Batch(late, late[-1].timestamp, missed, closing=waiter.closing)
-        return Batch([], timestamp, missed, closing=waiter.closing)
+            waiter.complete(Batch(late, late[-1].timestamp, waiter.missed, closing))
+        else:
+            waiter.complete(Batch([], point, waiter.missed, closing))
 
     async def acknowledge(self, batch: Batch) -> None:
         """Record that `batch` reached its subscriber (deletes it if so configured)."""
-        if self.options.delete_event_after_first_retrieval and batch.events:
-            await self._backend.remove(batch.events)
-            addon = self.options.addon
-            if addon is not None:
-                try:
-                    addon.on_delete(batch.events)
-                except Exception:
-                    logger.exception("add-on failed in on_delete")
+        pending = self.acknowledge_nowait(batch)
+        if pending is not None:
+            await pending
+
+    def acknowledge_nowait(self, batch: Batch) -> Coroutine[Any, Any, None] | None:
+        """`acknowledge` at once where the backend can; else a coroutine to await."""
+        if not (self.options.delete_event_after_first_retrieval and batch.events):
+            return None
+        if self._backend.remove_nowait(batch.events):
+            self._on_delete(batch.events)
+            return None
+        return self._remove(batch.events)
+
+    async def _remove(self, events: list[Event]) -> None:
+        await self._backend.remove(events)
+        self._on_delete(events)
+
+    def _on_delete(self, events: list[Event]) -> None:
+        addon = self.options.addon
+        if addon is not None:
+            try:
+                addon.on_delete(events)
+            except Exception:
+                logger.exception("add-on failed in on_delete")
 
     async def subscribe(self, subscription: Subscription) -> Batch:
         """Wait for events like `wait_for_events`, treating them as retrieved on return."""
@@ -284,13 +371,6 @@ class LongpollManager:
         if self._state is not _State.RUNNING:
             state = "not started" if self._state is _State.NEW else "shutting down"
             raise ManagerClosed(f"the manager is {state}")
-
-
-def _newer(events: list[Event], through: tuple[int, int] | None) -> list[Event]:
-    """The events (in publish order) after the position `through`, if given."""
-    if through is None or not events or (events[0].timestamp, events[0].sequence) > through:
-        return events
-    return [event for event in events if (event.timestamp, event.sequence) > through]
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

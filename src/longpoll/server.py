@@ -1,160 +1,171 @@
-"""Running a `LongpollApp` on uvicorn, as `longpoll serve` does."""
+"""longpoll's own HTTP/1.1 server, which `longpoll serve` runs.
+
+It serves a `LongpollApp`'s endpoints with one `asyncio.Protocol` per connection
+(`longpoll._protocol`) on uvloop and httptools, with the limits a server on the
+internet needs. To run the app under another server, use it as the ASGI app it is.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import gc
 import logging
 import signal
 import socket
-import weakref
-from collections.abc import Iterator
-from http import HTTPStatus
-from typing import Any, cast
+import time
+from collections.abc import AsyncIterator, Coroutine
+from dataclasses import dataclass
+from typing import Any
 
-import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
-
-from longpoll._channel import HOOKS_EXTENSION, ServerHooks
-from longpoll._http import ASGIApp
+from longpoll._api import error_response
+from longpoll._protocol import HttpConnection
 from longpoll.asgi import LongpollApp
-from longpoll.manager import LongpollManager
+from longpoll.waiting import DeadlineWheel
 
-logger = logging.getLogger("longpoll")
+logger = logging.getLogger("longpoll.server")
+
+_CONNECTION_TICK_SECONDS = 0.25
+_MALFORMED_LOG_SECONDS = 10.0
 
 
-class _UvicornHooks(ServerHooks):
-    """`ServerHooks` for one request on uvicorn's httptools protocol.
+@dataclass(frozen=True, slots=True)
+class ServerLimits:
+    """What one client may make the server hold, and for how long.
 
-    Tied to uvicorn's `RequestResponseCycle`: `respond` does in one write what the
-    cycle's `send` does for a `http.response.start` and a final body message.
+    Every field is checked on creation; a bad value raises `ValueError` naming it.
     """
 
-    __slots__ = ("_cycle", "_future", "lost")
+    max_url_bytes: int = 8 * 1024
+    """Longest request URL (414 above it)."""
+    max_header_bytes: int = 16 * 1024
+    """Largest header block (431 above it)."""
+    max_headers: int = 100
+    """Most header lines in one request (431 above it)."""
+    head_timeout_seconds: float = 10.0
+    """Time for a request head to arrive once it began, or for a new connection's first."""
+    keep_alive_timeout_seconds: float = 30.0
+    """An idle connection is closed after this long without a request."""
+    max_connections: int = 20_000
+    """Open connections; above it a new one is answered 503 with Retry-After."""
+    write_high_water_bytes: int = 1024 * 1024
+    """Unsent answer bytes a connection may hold before it is cut (a client not reading)."""
+    max_pipelined: int = 16
+    """Requests queued behind an unanswered one before the connection stops being read."""
+    grace_seconds: float = 5.0
+    """At shutdown, time for requests in flight to finish before connections are cut."""
 
-    def __init__(self) -> None:
-        # Weak, because the cycle holds the scope that holds these hooks: a strong
-        # reference would make each request a garbage cycle for the collector.
-        self._cycle: weakref.ref[RequestResponseCycle] | None = None
-        self.lost = False
-        self._future: asyncio.Future[None] | None = None
+    def __post_init__(self) -> None:
+        for name in ("max_url_bytes", "max_header_bytes", "max_headers", "max_connections"):
+            _check_positive(name, getattr(self, name), int)
+        for name in ("write_high_water_bytes", "max_pipelined"):
+            _check_positive(name, getattr(self, name), int)
+        for name in ("head_timeout_seconds", "keep_alive_timeout_seconds", "grace_seconds"):
+            _check_positive(name, getattr(self, name), float)
 
-    @property
-    def disconnected(self) -> bool:
-        return self.lost
 
-    def disconnect_future(self) -> asyncio.Future[None]:
-        if self._future is None:
-            self._future = asyncio.get_running_loop().create_future()
-            if self.lost:
-                self._future.set_result(None)
-        return self._future
+def _check_positive(name: str, value: object, kind: type) -> None:
+    numeric = int | float if kind is float else int
+    if isinstance(value, bool) or not isinstance(value, numeric) or not value > 0:
+        raise ValueError(f"{name} must be a positive number, not {value!r}")
 
-    def connection_lost(self) -> None:
-        self.lost = True
-        if self._future is not None and not self._future.done():
-            self._future.set_result(None)
 
-    def attach(self, cycle: RequestResponseCycle) -> None:
-        """Tie these hooks to the request's cycle (alive while its app runs)."""
-        self._cycle = weakref.ref(cycle)
+class HttpServer:
+    """Serves `app` on listening sockets with `HttpConnection`s.
 
-    def received_body(self) -> bytes | None:
-        cycle = self._cycle() if self._cycle is not None else None
-        if cycle is None or cycle.more_body or cycle.waiting_for_100_continue:
-            return None
-        return bytes(cycle.body)
+    `start()` starts the app's manager and listens; `shutdown()` stops
+    listening, answers waiting subscribers, lets requests in flight finish
+    (up to `limits.grace_seconds`), closes every connection and the manager.
+    """
 
-    def respond(self, status: int, head: bytes, body: bytes) -> None:
-        cycle = self._cycle() if self._cycle is not None else None
-        assert cycle is not None, "the request's cycle is set before its app runs"
-        if cycle.disconnected:
+    def __init__(self, app: LongpollApp, limits: ServerLimits | None = None) -> None:
+        self.app = app
+        self.limits = limits if limits is not None else ServerLimits()
+        self.head_limit = self.limits.max_url_bytes + self.limits.max_header_bytes + 1024
+        self.body_limit = app.manager.options.max_publish_body_bytes
+        self.closing = False
+        self.connections: set[HttpConnection] = set()
+        self.deadlines = DeadlineWheel[HttpConnection](
+            _CONNECTION_TICK_SECONDS, HttpConnection.deadline_passed
+        )
+        answer = error_response(503, "too many connections: retry later")
+        self.busy_answer = (
+            b"HTTP/1.1 503 Service Unavailable\r\n%bcontent-length: %d\r\n"
+            b"retry-after: 1\r\nconnection: close\r\n\r\n%b"
+        ) % (
+            b"".join(b"%b: %b\r\n" % header for header in answer.headers),
+            len(answer.body),
+            answer.body,
+        )
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._servers: list[asyncio.Server] = []
+        self._emptied: asyncio.Event | None = None
+        self._malformed_logged = 0.0
+        self._malformed_unlogged = 0
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    async def start(self, sockets: list[socket.socket]) -> None:
+        """Start the app's manager, then serve on the listening `sockets`."""
+        loop = self.loop = asyncio.get_running_loop()
+        await self.app.manager.start()
+        for sock in sockets:
+            server = await loop.create_server(
+                lambda: HttpConnection(self), sock=sock, backlog=4096, start_serving=True
+            )
+            self._servers.append(server)
+
+    def admit(self, connection: HttpConnection) -> bool:
+        """Count a new connection; False if it is over the limit (it is still counted)."""
+        self.connections.add(connection)
+        return len(self.connections) <= self.limits.max_connections and not self.closing
+
+    def release(self, connection: HttpConnection) -> None:
+        """Forget a closed connection."""
+        self.connections.discard(connection)
+        if not self.connections and self._emptied is not None:
+            self._emptied.set()
+
+    def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+        """Run `work` for one request in a task of its own."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def log_malformed(self, peer: object, error: Exception) -> None:
+        """Log a malformed request, at most one line every few seconds."""
+        now = time.monotonic()
+        if now - self._malformed_logged < _MALFORMED_LOG_SECONDS:
+            self._malformed_unlogged += 1
             return
-        if cycle.response_started:
-            raise RuntimeError("a response was already started for this request")
-        cycle.response_started = True
-        cycle.waiting_for_100_continue = False
-        parts = [_status_line(status)]
-        for name, value in cycle.default_headers:
-            parts += (name, b": ", value, b"\r\n")
-        parts.append(head)
-        if not cycle.keep_alive:
-            parts.append(b"connection: close\r\n")
-        parts.append(b"content-length: %d\r\n\r\n" % len(body))
-        if cycle.scope["method"] != "HEAD":
-            parts.append(body)
-        cycle.transport.write(b"".join(parts))
-        cycle.response_complete = True
-        cycle.message_event.set()
-        if not cycle.keep_alive:
-            cycle.transport.close()
-        cycle.on_response()
+        more = self._malformed_unlogged
+        self._malformed_logged, self._malformed_unlogged = now, 0
+        logger.info(
+            "malformed HTTP request from %s: %s%s",
+            peer,
+            error,
+            f" ({more} more since the last such line)" if more else "",
+        )
 
-
-@functools.cache
-def _status_line(status: int) -> bytes:
-    return b"HTTP/1.1 %d %b\r\n" % (status, HTTPStatus(status).phrase.encode("ascii"))
-
-
-class LongpollHttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, with `ServerHooks` for each request.
-
-    Each response of the longpoll handlers goes out in one write (uvicorn writes
-    the head and the body separately), and a waiting request learns of a lost
-    connection without a task of its own reading `receive()`.
-    """
-
-    def on_headers_complete(self) -> None:
-        hooks = _UvicornHooks()
-        scope = cast("dict[str, Any]", self.scope)
-        scope.setdefault("extensions", {})[HOOKS_EXTENSION] = hooks
-        super().on_headers_complete()
-        # The app runs in a task that starts later, so the cycle is set in time.
-        hooks.attach(self.cycle)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        cycle = self.cycle
-        super().connection_lost(exc)
-        if cycle is not None:
-            hooks = cast("dict[str, Any]", cycle.scope).get("extensions", {}).get(HOOKS_EXTENSION)
-            if isinstance(hooks, _UvicornHooks):
-                hooks.connection_lost()
-
-
-class _Server(uvicorn.Server):
-    """uvicorn's server, answering waiting subscribers as soon as a stop is asked for."""
-
-    def __init__(self, config: uvicorn.Config, manager: LongpollManager, endpoints: str) -> None:
-        super().__init__(config)
-        self._manager = manager
-        self._endpoints = endpoints
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        loop = asyncio.get_running_loop()
-        signals = (signal.SIGINT, signal.SIGTERM)
-        for sig in signals:
-            loop.add_signal_handler(sig, self._stop)
+    async def shutdown(self) -> None:
+        """Stop gracefully (see the class); returns within about `grace_seconds`."""
+        self.closing = True
+        for server in self._servers:
+            server.close()
+        self.app.manager.begin_shutdown()
+        for connection in list(self.connections):
+            connection.close_if_idle()
         try:
-            yield
-        finally:
-            for sig in signals:
-                loop.remove_signal_handler(sig)
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets=sockets)
-        if self.started and sockets:
-            host, port = sockets[0].getsockname()[:2]
-            shown_host = f"[{host}]" if ":" in host else host
-            logger.info("longpoll listening on http://%s:%d%s", shown_host, port, self._endpoints)
-
-    def _stop(self) -> None:
-        if self.should_exit:
-            self.force_exit = True
-        self.should_exit = True
-        self._manager.begin_shutdown()
+            async with asyncio.timeout(self.limits.grace_seconds):
+                while self.connections:
+                    self._emptied = asyncio.Event()
+                    await self._emptied.wait()
+        except TimeoutError:
+            logger.warning("cutting %d connections still open at shutdown", len(self.connections))
+            for connection in list(self.connections):
+                connection.abort()
+        await self.app.manager.aclose(grace_seconds=self.limits.grace_seconds)
+        for task in list(self._tasks):
+            task.cancel()
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -172,43 +183,53 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def serve(
-    app: LongpollApp | ASGIApp,
-    sock: socket.socket,
-    *,
-    manager: LongpollManager | None = None,
-    log_level: str = "info",
-) -> None:
+@contextlib.asynccontextmanager
+async def running(
+    app: LongpollApp, sock: socket.socket, limits: ServerLimits | None = None
+) -> AsyncIterator[HttpServer]:
+    """Serve `app` on `sock` for the duration of the block, then shut down gracefully."""
+    server = HttpServer(app, limits)
+    await server.start([sock])
+    try:
+        yield server
+    finally:
+        await server.shutdown()
+
+
+async def serve(app: LongpollApp, sock: socket.socket, limits: ServerLimits | None = None) -> None:
     """Serve `app` on the listening socket `sock` until SIGINT or SIGTERM.
 
-    `app` may be any ASGI app; `manager` is the one its handlers use (a
-    `LongpollApp` brings its own). On a stop, the manager answers its waiting
-    subscribers at once, so that their connections do not hold up the shutdown.
+    A second signal cuts the grace period short.
     """
-    endpoints = ""
-    if isinstance(app, LongpollApp):
-        manager = app.manager
-        publish = app.publish_path or "off"
-        endpoints = f" (subscribe {app.subscribe_path}, publish {publish})"
-    if manager is None:
-        raise ValueError("serve() needs the manager of an app that is not a LongpollApp")
-    config = uvicorn.Config(
-        app,
-        http=LongpollHttpProtocol,
-        loop="none",
-        lifespan="on",
-        access_log=False,
-        proxy_headers=False,
-        server_header=False,
-        ws="none",
-        log_config=None,
-        log_level=log_level,
-        timeout_keep_alive=120,
-        backlog=4096,
-    )
-    server = _Server(config, manager, endpoints)
-    tune_gc()
-    await server.serve(sockets=[sock])
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with running(app, sock, limits) as server:
+            tune_gc()
+            host, port = sock.getsockname()[:2]
+            shown_host = f"[{host}]" if ":" in host else host
+            publish = app.publish_path or "off"
+            logger.info(
+                "longpoll listening on http://%s:%d (subscribe %s, publish %s)",
+                shown_host,
+                port,
+                app.subscribe_path,
+                publish,
+            )
+            await stop.wait()
+            for sig in signals:
+                loop.add_signal_handler(sig, _cut_all, server)
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+
+
+def _cut_all(server: HttpServer) -> None:
+    for connection in list(server.connections):
+        connection.abort()
 
 
 def tune_gc() -> None:

@@ -59,7 +59,7 @@ def parse_subscription(
         raise InvalidRequest("timeout is required")
     if not _INTEGER.fullmatch(timeout_text):
         raise InvalidRequest("timeout must be a whole number of seconds")
-    timeout = int(timeout_text)
+    timeout = _to_int(timeout_text)
     _check_timeout(timeout, max_timeout_seconds)
     _check_categories(categories, max_categories)
 
@@ -67,7 +67,7 @@ def parse_subscription(
     if since_text := fields.get("since_time", ""):
         if not _INTEGER.fullmatch(since_text):
             raise InvalidRequest("since_time must be an integer of epoch milliseconds")
-        since_time = int(since_text)
+        since_time = _to_int(since_text)
         _check_since_time(since_time)
 
     last_id: uuid.UUID | None = None
@@ -79,6 +79,17 @@ def parse_subscription(
         except ValueError:
             raise InvalidRequest("last_id must be a UUID") from None
     return Subscription(tuple(dict.fromkeys(categories)), timeout, since_time, last_id)
+
+
+def _to_int(text: str) -> int:
+    """The integer `text` (digits, maybe a minus sign), far-out values clamped.
+
+    Python refuses to convert strings of over 4,300 digits; any value with more
+    than 20 characters is out of every range checked here anyway.
+    """
+    if len(text) <= 20:
+        return int(text)
+    return -(2**64) if text.startswith("-") else 2**64
 
 
 def _query_pairs(query: str) -> list[tuple[str, str]]:

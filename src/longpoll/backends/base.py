@@ -19,14 +19,11 @@ class ReadResult:
     `missed` is true when events after the subscription's position were dropped
     from the buffer (for size or age) before it asked.
 
-    `through` is for a backend whose `notify` can lag behind its reads (Redis:
-    one wake-up listener per process): the position (timestamp, sequence) of the
-    newest event stored when the read was made. Events up to it that `notify`
-    hands a waiter afterwards are not for this subscriber (it read them, or they
-    lie before its position), and the manager drops them. Without a position,
-    the newest event the backend knows was stored before the request. None for
-    a backend that notifies inside `append`, and for a position in the future,
-    which waits for whatever comes next.
+    `through` is the position (timestamp, sequence) the read went through: the
+    subscriber has, or does not want, every event up to it, and a waiter handed
+    such an event later (by a backend whose wake-ups lag behind its reads, like
+    Redis's) drops it. None when any later wake-up is for the subscriber, as for
+    a position in the future, which waits for whatever comes next.
     """
 
     events: list[Event]
@@ -62,6 +59,14 @@ class Backend(ABC):
     async def append(self, category: str, data: Any, data_json: bytes) -> Event:
         """Store a new event, giving it a timestamp, an id and its place in the order."""
 
+    def append_nowait(self, category: str, data: Any, data_json: bytes) -> Event | None:
+        """`append` at once, for a backend that can store without waiting; else None.
+
+        A server answers a publish inside the callback that parsed it when this
+        returns an event. The default returns None: the caller awaits `append`.
+        """
+        return None
+
     @abstractmethod
     async def load(self, event: Event) -> None:
         """Store an event published earlier (from an add-on), keeping its timestamp and id.
@@ -74,13 +79,28 @@ class Backend(ABC):
     async def read(self, subscription: Subscription) -> ReadResult:
         """Return the buffered events after the subscription's position."""
 
+    def read_nowait(self, subscription: Subscription) -> ReadResult | None:
+        """`read` at once, for a backend that can read without waiting; else None."""
+        return None
+
     @abstractmethod
     async def remove(self, events: Sequence[Event]) -> None:
         """Delete events that were retrieved (delete after first retrieval)."""
 
+    def remove_nowait(self, events: Sequence[Event]) -> bool:
+        """`remove` at once if this backend can without waiting; False if it cannot."""
+        return False
+
     @abstractmethod
     async def resume_point(self) -> int:
         """A timestamp to resume from safely: every later event gets a larger one."""
+
+    def resume_point_nowait(self) -> int | None:
+        """`resume_point` at once, for a backend that notifies inside `append`; else None.
+
+        Used in place of `resume_after_wait` when it answers.
+        """
+        return None
 
     async def resume_after_wait(self, categories: Sequence[str]) -> tuple[int, list[Event]]:
         """Answer a waiter of `categories` that stopped waiting without events.

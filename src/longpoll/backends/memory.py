@@ -20,7 +20,6 @@ from longpoll.subscription import Subscription
 logger = logging.getLogger("longpoll.memory")
 
 _AFTER_ALL_OF_A_MILLISECOND = 2**63
-_NOTHING = ReadResult([])
 
 
 def wall_clock_ms() -> int:
@@ -60,6 +59,8 @@ class MemoryBackend(Backend):
         # must then get a larger timestamp.
         self._resume_point_taken = False
         self._sequence = 0
+        # The position of the newest event stored: a read goes through it.
+        self._newest = (-(2**63), 0)
         self._max_size = 250
         self._ttl_ms: int | None = None
         self._notify: Callable[[Event], None] = lambda event: None
@@ -81,6 +82,9 @@ class MemoryBackend(Backend):
             self._purge_task = None
 
     async def append(self, category: str, data: Any, data_json: bytes) -> Event:
+        return self.append_nowait(category, data, data_json)
+
+    def append_nowait(self, category: str, data: Any, data_json: bytes) -> Event:
         now = self._clock()
         timestamp = max(now, self._last_timestamp + self._resume_point_taken)
         self._last_timestamp = timestamp
@@ -94,6 +98,7 @@ class MemoryBackend(Backend):
             sequence=self._sequence,
         )
         self._store(event, now)
+        self._newest = event.position
         self._notify(event)
         return event
 
@@ -111,7 +116,9 @@ class MemoryBackend(Backend):
         if self._is_expired(event, now):
             return
         self._sequence += 1
-        self._store(event.with_sequence(self._sequence), now)
+        stored = event.with_sequence(self._sequence)
+        self._store(stored, now)
+        self._newest = stored.position
 
     def _store(self, event: Event, now: int) -> None:
         category = self._categories.get(event.category)
@@ -125,9 +132,12 @@ class MemoryBackend(Backend):
         category.events.append(event)
 
     async def read(self, subscription: Subscription) -> ReadResult:
+        return self.read_nowait(subscription)
+
+    def read_nowait(self, subscription: Subscription) -> ReadResult:
         since = subscription.since_time
         if since is None:
-            return _NOTHING
+            return ReadResult([], through=self._newest)
         now = self._clock()
         categories = []
         for name in dict.fromkeys(subscription.categories):
@@ -146,7 +156,7 @@ class MemoryBackend(Backend):
             events.extend(islice(category.events, start, None))
         if len(categories) > 1:
             events.sort(key=_position)
-        return ReadResult(events, missed)
+        return ReadResult(events, missed, self._newest)
 
     @staticmethod
     def _cut(
@@ -170,6 +180,9 @@ class MemoryBackend(Backend):
         return (since, -1)
 
     async def remove(self, events: Sequence[Event]) -> None:
+        self.remove_nowait(events)
+
+    def remove_nowait(self, events: Sequence[Event]) -> bool:
         now = self._clock()
         for event in events:
             category = self._categories.get(event.category)
@@ -180,8 +193,12 @@ class MemoryBackend(Backend):
                     del category.events[index]
                     break
             self._forget_if_empty(event.category, category, now)
+        return True
 
     async def resume_point(self) -> int:
+        return self.resume_point_nowait()
+
+    def resume_point_nowait(self) -> int:
         self._last_timestamp = max(self._clock(), self._last_timestamp)
         self._resume_point_taken = True
         return self._last_timestamp

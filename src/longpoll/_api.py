@@ -1,0 +1,217 @@
+"""The HTTP API whatever carries it: requests checked once, answers built as bytes.
+
+Both ways in use this module: longpoll's own HTTP/1.1 server (`longpoll.server`)
+and the ASGI handlers (`longpoll.asgi`). A request arrives as a `Request`; an
+answer is a `Response` of status, headers and body bytes. What differs between the
+two is only how bytes travel and how a client that left is noticed.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import orjson
+
+from longpoll.errors import BackendUnavailable, InvalidRequest, ManagerClosed, PersistenceFailed
+from longpoll.event import Event, check_category, encode_data
+from longpoll.waiting import Batch
+
+Headers = Sequence[tuple[bytes, bytes]]
+
+JSON_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"content-type", b"application/json"),
+    (b"cache-control", b"no-cache, no-store, must-revalidate"),
+    (b"pragma", b"no-cache"),
+    (b"expires", b"0"),
+    (b"x-content-type-options", b"nosniff"),
+)
+
+
+class Request:
+    """One HTTP request: method, path (percent-decoded), raw query and headers.
+
+    Header names are lower case. `body` is the whole body, when it has one.
+    """
+
+    __slots__ = ("body", "headers", "method", "path", "query")
+
+    def __init__(
+        self, method: str, path: str, query: bytes, headers: Headers, body: bytes = b""
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.query = query
+        self.headers = headers
+        self.body = body
+
+    def header(self, name: bytes) -> bytes | None:
+        """The first value of header `name` (lower case), if any."""
+        for key, value in self.headers:
+            if key == name:
+                return bytes(value)
+        return None
+
+
+class Response(NamedTuple):
+    """A whole answer: status, headers (without Content-Length) and body."""
+
+    status: int
+    body: bytes
+    headers: Headers = JSON_HEADERS
+
+
+class HttpError(Exception):
+    """A request the API refuses with `status` (and extra headers, such as `Allow`)."""
+
+    def __init__(self, status: int, message: str, headers: Headers = ()) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers
+
+
+SHUTTING_DOWN = "server is shutting down"
+
+
+def json_response(status: int, body: bytes, extra_headers: Headers = ()) -> Response:
+    """A response whose JSON body is already encoded."""
+    if not extra_headers:
+        return Response(status, body)
+    return Response(status, body, (*JSON_HEADERS, *extra_headers))
+
+
+def error_response(status: int, message: str, extra_headers: Headers = ()) -> Response:
+    """`{"error": message}` with `status`."""
+    return json_response(status, orjson.dumps({"error": message}), extra_headers)
+
+
+def response_for(error: Exception) -> Response | None:
+    """The answer to an error of the API or the manager; None for any other error."""
+    if isinstance(error, HttpError):
+        return error_response(error.status, error.message, error.headers)
+    if isinstance(error, InvalidRequest):
+        return error_response(400, str(error))
+    if isinstance(error, ManagerClosed):
+        return error_response(503, SHUTTING_DOWN)
+    if isinstance(error, BackendUnavailable):
+        return error_response(503, str(error))
+    if isinstance(error, PersistenceFailed):
+        return error_response(500, str(error))
+    return None
+
+
+def body_too_large(limit: int) -> HttpError:
+    """The 413 error for a body over `limit` bytes."""
+    return HttpError(413, f"request body is larger than {limit} bytes")
+
+
+def declared_too_large(content_length: bytes | None, limit: int) -> bool:
+    """True if a Content-Length header value declares more than `limit` bytes."""
+    if content_length is None or not content_length.isdigit():
+        return False
+    return len(content_length) > 18 or int(content_length) > limit
+
+
+def check_method(method: str, allowed: tuple[str, ...], message: str) -> None:
+    """Raise the 405 error (with `message`) unless `method` is one of `allowed`."""
+    if method not in allowed:
+        raise HttpError(405, message, ((b"allow", ", ".join(allowed).encode()),))
+
+
+def batch_body(batch: Batch) -> bytes:
+    """The response body for `batch`, joined from the events' pre-encoded JSON."""
+    missed = b',"missed":true' if batch.missed else b""
+    if batch.events:
+        return b'{"events":[%b]%b}' % (b",".join([event.json for event in batch.events]), missed)
+    return b'{"timeout":"no events before timeout","timestamp":%d%b}' % (
+        batch.timestamp,
+        missed,
+    )
+
+
+def published_body(event: Event) -> bytes:
+    """The answer to a publish: the new event's id and timestamp."""
+    return b'{"success":true,"id":"%s","timestamp":%d}' % (
+        str(event.id).encode("ascii"),
+        event.timestamp,
+    )
+
+
+def parse_publish_body(body: bytes) -> tuple[str, Any, bytes]:
+    """The category, data and data JSON of a publish body; `InvalidRequest` if bad.
+
+    The body is JSON whatever the Content-Type says.
+    """
+    if not body.strip():
+        raise InvalidRequest("request body is empty: send a JSON object")
+    try:
+        message = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise InvalidRequest("request body is not valid JSON") from None
+    if not isinstance(message, dict):
+        raise InvalidRequest("request body must be a JSON object")
+    if "category" not in message:
+        raise InvalidRequest("category is required")
+    category = check_category(message["category"])
+    data = message.get("data")
+    if data is None:
+        if "data" not in message:
+            raise InvalidRequest("data is required")
+        raise InvalidRequest("data must not be null")
+    return category, data, encode_data(data)
+
+
+class Endpoint(enum.Enum):
+    """What a path serves."""
+
+    SUBSCRIBE = "subscribe"
+    PUBLISH = "publish"
+    STATS = "stats"
+    CLIENT = "client"
+    CLIENT_MODULE = "client module"
+
+
+class Routes:
+    """Which endpoint each path serves; a path of None leaves its endpoint out.
+
+    A client path ending in `.js` also serves the ES module form at the same
+    path ending in `.mjs`.
+    """
+
+    def __init__(
+        self,
+        *,
+        subscribe_path: str,
+        publish_path: str | None,
+        stats_path: str | None,
+        client_path: str | None,
+    ) -> None:
+        paths: list[tuple[str | None, Endpoint]] = [
+            (subscribe_path, Endpoint.SUBSCRIBE),
+            (publish_path, Endpoint.PUBLISH),
+            (stats_path, Endpoint.STATS),
+            (client_path, Endpoint.CLIENT),
+        ]
+        if client_path is not None and client_path.endswith(".js"):
+            paths.append((client_path.removesuffix(".js") + ".mjs", Endpoint.CLIENT_MODULE))
+        self._endpoints: dict[str, Endpoint] = {}
+        for path, endpoint in paths:
+            if path is None:
+                continue
+            if path in self._endpoints:
+                raise ValueError(f"two endpoints share the path {path!r}")
+            self._endpoints[path] = endpoint
+
+    def endpoint(self, path: str) -> Endpoint:
+        """The endpoint at `path`; raises the 404 error if there is none."""
+        endpoint = self._endpoints.get(path)
+        if endpoint is None:
+            raise HttpError(404, f"no such endpoint: {path}")
+        return endpoint
+
+
+SUBSCRIBE_METHODS = (("GET",), "use GET to subscribe")
+PUBLISH_METHODS = (("POST",), "use POST to publish")
+READ_METHODS = (("GET", "HEAD"), "use GET")

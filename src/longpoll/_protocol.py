@@ -1,0 +1,560 @@
+"""One HTTP/1.1 connection of `longpoll serve`: an `asyncio.Protocol` over httptools.
+
+No task, future or scope per request: a request is parsed in `data_received`,
+answered inside the parser's callback when it can be (a read from the buffer, a
+publish the backend stores at once), or becomes a small waiter that the fan-out
+answers with one `transport.write`. Only work a backend must wait for (Redis,
+an fsync) runs in a task of its own.
+
+Requests are answered in order; those pipelined behind a pending answer queue up
+(reading pauses past a few), and reading goes on meanwhile, so a client that
+leaves while its subscribe waits is noticed at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine
+from email.utils import formatdate
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import unquote
+
+import httptools
+
+from longpoll._api import (
+    JSON_HEADERS,
+    PUBLISH_METHODS,
+    SUBSCRIBE_METHODS,
+    Endpoint,
+    Headers,
+    HttpError,
+    Request,
+    Response,
+    batch_body,
+    body_too_large,
+    check_method,
+    declared_too_large,
+    error_response,
+    json_response,
+    parse_publish_body,
+    published_body,
+    response_for,
+)
+from longpoll.event import Event
+from longpoll.subscription import parse_subscription
+from longpoll.waiting import Batch, Waiter
+
+if TYPE_CHECKING:
+    from longpoll.server import HttpServer
+
+logger = logging.getLogger("longpoll.server")
+
+# Beyond this many bytes a chunk is fed to the parser in pieces while a request
+# head is being read, so that the head limits hold within one large chunk.
+_PIECE = 4096
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_LINGER_SECONDS = 2.0
+_JSON_HEAD = b"".join(b"%b: %b\r\n" % header for header in JSON_HEADERS)
+
+
+@functools.cache
+def _status_line(status: int) -> bytes:
+    return b"HTTP/1.1 %d %b\r\n" % (status, HTTPStatus(status).phrase.encode("ascii"))
+
+
+class _DateLine:
+    """The `date` header line, made once a second."""
+
+    __slots__ = ("_line", "_second")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._line = b""
+
+    def get(self, now: float) -> bytes:
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._line = b"date: %b\r\n" % formatdate(second, usegmt=True).encode("ascii")
+        return self._line
+
+
+DATE_LINE = _DateLine()
+
+
+class _Subscriber(Waiter):
+    """A subscribe request waiting on a connection, answered by the fan-out."""
+
+    __slots__ = ("connection",)
+
+    def __init__(self, categories: tuple[str, ...], connection: HttpConnection) -> None:
+        super().__init__(categories)
+        self.connection = connection
+
+    def complete(self, batch: Batch) -> None:
+        self.connection.answer_batch(self, batch)
+
+    def fail(self, error: Exception) -> None:
+        self.connection.answer_error(self, error)
+
+
+class HttpConnection(asyncio.Protocol):
+    """Serves the requests of one client connection (see the module docstring)."""
+
+    __slots__ = (
+        "_body",
+        "_body_size",
+        "_busy",
+        "_closed",
+        "_head_bytes",
+        "_head_only",
+        "_header_bytes",
+        "_headers",
+        "_in_head",
+        "_keep_alive",
+        "_parser",
+        "_paused",
+        "_queue",
+        "_request_keep_alive",
+        "_server",
+        "_tick",
+        "_transport",
+        "_url",
+        "_waiter",
+    )
+
+    def __init__(self, server: HttpServer) -> None:
+        self._server = server
+        self._transport: asyncio.Transport | None = None
+        self._parser = httptools.HttpRequestParser(_CALLBACKS)
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._head_bytes = 0  # bytes fed while a head is read (checked in pieces)
+        self._header_bytes = 0  # bytes of the header lines parsed
+        self._in_head = False
+        self._body: list[bytes] | None = None
+        self._body_size = 0
+        self._request_keep_alive = True
+        # The request being answered: whether to keep the connection, and HEAD.
+        self._busy = False
+        self._keep_alive = True
+        self._head_only = False
+        self._waiter: _Subscriber | None = None
+        # Requests pipelined behind the one being answered.
+        self._queue: deque[tuple[Request, bool]] | None = None
+        self._paused = False
+        self._closed = False
+        self._tick = -1  # the connection's deadline in the server's wheel, if >= 0
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not derive from asyncio.Transport, but behave as one.
+        transport = cast(asyncio.Transport, transport)
+        self._transport = transport
+        server = self._server
+        if not server.admit(self):
+            # Over the connection limit: say so and close.
+            transport.write(server.busy_answer)
+            self._linger()
+            return
+        self._set_deadline(server.limits.head_timeout_seconds)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self._clear_deadline()
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            self._server.app.manager.forget(waiter)
+        self._queue = None
+        self._transport = None
+        # The parser refers back to this protocol: let the pair go without the collector.
+        self._parser = None  # type: ignore[assignment]
+        self._server.release(self)
+
+    def eof_received(self) -> bool:
+        # A client that closes its side is gone: HTTP clients do not half-close.
+        return False
+
+    def data_received(self, data: bytes) -> None:
+        if self._closed:
+            return
+        try:
+            self._feed(data)
+        except httptools.HttpParserCallbackError as exc:
+            reason = exc.__context__
+            if isinstance(reason, HttpError):
+                self._refuse(reason.status, reason.message)
+            elif isinstance(reason, httptools.HttpParserInvalidURLError):
+                self._malformed(reason)
+            else:
+                logger.error("failed to parse a request", exc_info=reason)
+                self._refuse(500, "internal server error")
+        except httptools.HttpParserUpgrade:
+            # The request asked to switch protocols: answered as plain HTTP, then
+            # the connection ends, as what follows is not HTTP/1.1.
+            self._request_keep_alive = False
+            self._keep_alive = False
+            if not self._busy:
+                self._close()
+        except httptools.HttpParserError as exc:
+            if not self._request_keep_alive and not self._in_head:
+                return  # bytes after a request that ends the connection: not read
+            self._malformed(exc)
+
+    def _feed(self, data: bytes) -> None:
+        _CALLBACKS.connection = self
+        parser = self._parser
+        limit = self._server.head_limit
+        if not self._in_head or self._head_bytes + len(data) <= limit:
+            if self._in_head:
+                self._head_bytes += len(data)
+            parser.feed_data(data)
+            return
+        view = memoryview(data)
+        for start in range(0, len(data), _PIECE):
+            piece = view[start : start + _PIECE]
+            if self._in_head:
+                self._head_bytes += len(piece)
+                if self._head_bytes > limit:
+                    self._refuse(431, "request head is too large")
+                    return
+            parser.feed_data(piece)
+            if self._closed:
+                return
+
+    # httptools callbacks
+
+    def on_message_begin(self) -> None:
+        self._in_head = True
+        self._head_bytes = self._header_bytes = 0
+        self._url = b""
+        self._headers = []
+        self._body = None
+        self._body_size = 0
+        if not self._closed:
+            self._set_deadline(self._server.limits.head_timeout_seconds)
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        if len(self._url) > self._server.limits.max_url_bytes:
+            raise HttpError(414, "request URL is too long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        headers = self._headers
+        headers.append((name.lower(), value))
+        self._header_bytes += len(name) + len(value) + 4
+        limits = self._server.limits
+        if len(headers) > limits.max_headers:
+            raise HttpError(431, f"more than {limits.max_headers} request headers")
+        if self._header_bytes > limits.max_header_bytes:
+            raise HttpError(431, "request headers are too large")
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._request_keep_alive = self._parser.should_keep_alive()
+        length = None
+        chunked = expect = False
+        for name, value in self._headers:
+            if name == b"content-length":
+                length = value
+            elif name == b"transfer-encoding":
+                chunked = True
+            elif name == b"expect":
+                expect = value.lower() == b"100-continue"
+        if length is None and not chunked:
+            self._clear_deadline()
+            return
+        if declared_too_large(length, self._server.body_limit):
+            raise body_too_large(self._server.body_limit)
+        self._body = []
+        self._set_deadline(self._server.app.body_timeout_seconds)
+        if expect and not self._busy and self._transport is not None:
+            self._transport.write(_CONTINUE)
+
+    def on_body(self, body: bytes) -> None:
+        self._body_size += len(body)
+        if self._body_size > self._server.body_limit:
+            raise body_too_large(self._server.body_limit)
+        assert self._body is not None
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        if self._closed:
+            return
+        self._clear_deadline()
+        method = self._parser.get_method().decode("ascii", "replace")
+        url = httptools.parse_url(self._url)
+        raw_path = url.path.decode("latin-1")
+        path = unquote(raw_path) if "%" in raw_path else raw_path
+        body = b"".join(self._body) if self._body else b""
+        self._body = None
+        request = Request(method, path, url.query or b"", self._headers, body)
+        self._headers = _NO_HEADERS  # a new list comes with the next message
+        if self._busy:
+            queue = self._queue
+            if queue is None:
+                queue = self._queue = deque()
+            queue.append((request, self._request_keep_alive))
+            if len(queue) >= self._server.limits.max_pipelined and self._transport is not None:
+                self._transport.pause_reading()
+                self._paused = True
+            return
+        self._handle(request, self._request_keep_alive)
+
+    # Answering
+
+    def _handle(self, request: Request, keep_alive: bool) -> None:
+        self._busy = True
+        self._keep_alive = keep_alive
+        self._head_only = request.method == "HEAD"
+        try:
+            self._dispatch(request)
+        except Exception as exc:
+            self._respond(self._error_response(exc))
+
+    def _dispatch(self, request: Request) -> None:
+        app = self._server.app
+        manager = app.manager
+        endpoint = app.routes.endpoint(request.path)
+        if endpoint is Endpoint.SUBSCRIBE:
+            check_method(request.method, *SUBSCRIBE_METHODS)
+            options = manager.options
+            subscription = parse_subscription(
+                request.query,
+                options.max_longpoll_timeout_seconds,
+                options.max_categories_per_request,
+            )
+            waiter = self._waiter = _Subscriber(subscription.categories, self)
+            reading = manager.start_wait(subscription, waiter)
+            if reading is not None:
+                self._server.spawn(self._finish_read(waiter, reading))
+        elif endpoint is Endpoint.PUBLISH:
+            check_method(request.method, *PUBLISH_METHODS)
+            category, data, data_json = parse_publish_body(request.body)
+            stored = manager.publish_nowait(category, data, data_json)
+            if isinstance(stored, Event):
+                self._respond(json_response(200, published_body(stored)))
+            else:
+                self._server.spawn(self._finish_publish(stored))
+        elif endpoint is Endpoint.STATS:
+            self._server.spawn(self._finish(app.stats_response(request.method)))
+        elif endpoint is Endpoint.CLIENT:
+            self._respond(app.client.respond(request))
+        else:
+            self._respond(app.client_module.respond(request))
+
+    async def _finish_read(self, waiter: _Subscriber, reading: Awaitable[None]) -> None:
+        try:
+            await reading
+        except Exception as exc:
+            self.answer_error(waiter, exc)
+
+    async def _finish_publish(self, storing: Coroutine[Any, Any, Event]) -> None:
+        try:
+            event = await storing
+        except Exception as exc:
+            self._respond(self._error_response(exc))
+            return
+        self._respond(json_response(200, published_body(event)))
+
+    async def _finish(self, answering: Awaitable[Response]) -> None:
+        try:
+            response = await answering
+        except Exception as exc:
+            response = self._error_response(exc)
+        self._respond(response)
+
+    def answer_batch(self, waiter: _Subscriber, batch: Batch) -> None:
+        """Answer the waiting subscriber `waiter` (called by the fan-out)."""
+        if waiter is not self._waiter:
+            return
+        self._waiter = None
+        if not self._respond(json_response(200, batch_body(batch))):
+            return
+        manager = self._server.app.manager
+        acknowledging = manager.acknowledge_nowait(batch)
+        if acknowledging is not None:
+            self._server.spawn(acknowledging)
+
+    def answer_error(self, waiter: _Subscriber, error: Exception) -> None:
+        """Answer the waiting subscriber `waiter` with an error of the backend."""
+        if waiter is self._waiter:
+            self._waiter = None
+            self._respond(self._error_response(error))
+
+    def _error_response(self, error: Exception) -> Response:
+        response = response_for(error)
+        if response is None:
+            logger.error("failed to answer a request", exc_info=error)
+            response = error_response(500, "internal server error")
+        return response
+
+    def _respond(self, response: Response) -> bool:
+        """Write `response`; True if it was written (the client is still there)."""
+        transport = self._transport
+        if transport is None or self._closed:
+            return False
+        server = self._server
+        if transport.get_write_buffer_size() > server.limits.write_high_water_bytes:
+            # The client does not read its answers: no more memory for it.
+            self._closed = True
+            transport.abort()
+            return False
+        keep_alive = self._keep_alive and not server.closing
+        self._write(transport, response, keep_alive)
+        self._busy = False
+        if not keep_alive:
+            self._linger()
+            return True
+        if self._queue:
+            asyncio.get_running_loop().call_soon(self._next)
+        elif not self._in_head and self._body is None:
+            self._set_deadline(server.limits.keep_alive_timeout_seconds)
+        return True
+
+    def _write(self, transport: asyncio.Transport, response: Response, keep_alive: bool) -> None:
+        status, body, headers = response
+        head = _JSON_HEAD if headers is JSON_HEADERS else _head_lines(headers)
+        if not keep_alive:
+            head += b"connection: close\r\n"
+        elif self._parser.get_http_version() != "1.1":
+            head += b"connection: keep-alive\r\n"
+        if status != 304:
+            head += b"content-length: %d\r\n" % len(body)
+        date = DATE_LINE.get(time.time())
+        if self._head_only:
+            body = b""
+        transport.write(b"%b%b%b\r\n%b" % (_status_line(status), date, head, body))
+
+    def _next(self) -> None:
+        """Answer the next pipelined request, if the connection is free for it."""
+        queue = self._queue
+        if self._busy or self._closed or not queue:
+            return
+        request, keep_alive = queue.popleft()
+        if self._paused and self._transport is not None:
+            self._paused = False
+            self._transport.resume_reading()
+        self._handle(request, keep_alive)
+
+    # Ending
+
+    def _refuse(self, status: int, message: str) -> None:
+        """Answer a request that cannot be read to its end, then close."""
+        if self._busy or self._transport is None:
+            self._close(abort=True)
+            return
+        self._busy = True
+        self._keep_alive = False
+        self._head_only = False
+        self._respond(error_response(status, message))
+
+    def _malformed(self, error: Exception) -> None:
+        peer = self._transport.get_extra_info("peername") if self._transport else None
+        self._server.log_malformed(peer, error)
+        self._refuse(400, "malformed HTTP request")
+
+    def _linger(self) -> None:
+        """Close once the client has read what was written: end our side, then
+        discard what it still sends until it closes its side or `_LINGER_SECONDS` pass.
+
+        Closing at once would reset a connection whose client is still sending (a
+        body refused with 413, pipelined requests), and the reset can destroy the
+        answer before the client reads it.
+        """
+        transport = self._transport
+        if transport is None or not transport.can_write_eof():
+            self._close()
+            return
+        self._closed = True
+        transport.write_eof()
+        self._set_deadline(_LINGER_SECONDS)
+
+    def _close(self, abort: bool = False) -> None:
+        self._closed = True
+        self._clear_deadline()
+        transport = self._transport
+        if transport is not None:
+            if abort:
+                transport.abort()
+            else:
+                transport.close()
+
+    def close_if_idle(self) -> bool:
+        """Close the connection unless a request is under way; True if it was closed."""
+        if self._busy or self._in_head or self._body is not None:
+            return False
+        self._close()
+        return True
+
+    def abort(self) -> None:
+        """Cut the connection at once."""
+        self._close(abort=True)
+
+    # Deadlines: the head, the body, or the idle time between requests
+
+    def _set_deadline(self, seconds: float) -> None:
+        self._clear_deadline()
+        self._tick = self._server.deadlines.add(self, seconds)
+
+    def _clear_deadline(self) -> None:
+        if self._tick >= 0:
+            self._server.deadlines.discard(self, self._tick)
+            self._tick = -1
+
+    def deadline_passed(self) -> None:
+        """Called by the server when the connection's deadline passed."""
+        self._tick = -1
+        if self._closed:
+            if self._transport is not None:
+                self._transport.abort()  # lingering, and the client has not left yet
+            return
+        if self._in_head or self._body is not None:
+            self._refuse(408, "request did not arrive in time")
+        else:
+            self._close()
+
+
+class _ParserCallbacks:
+    """httptools' callbacks for every connection, passed on to the one being fed.
+
+    A parser calls back only from `feed_data`, so one shared object serves all:
+    a parser made with the connection itself would hold a bound method for each
+    callback, seven objects more per waiting subscriber for the collector.
+    """
+
+    def __init__(self) -> None:
+        self.connection: HttpConnection | None = None
+        for name in _CALLBACK_NAMES:
+            setattr(self, name, self._forward(name))
+
+    def _forward(self, name: str) -> Callable[..., None]:
+        method = getattr(HttpConnection, name)
+
+        def forward(*args: bytes) -> None:
+            method(self.connection, *args)
+
+        return forward
+
+
+_CALLBACK_NAMES = (
+    "on_message_begin",
+    "on_url",
+    "on_header",
+    "on_headers_complete",
+    "on_body",
+    "on_message_complete",
+)
+_CALLBACKS = _ParserCallbacks()
+_NO_HEADERS: list[tuple[bytes, bytes]] = []
+
+
+def _head_lines(headers: Headers) -> bytes:
+    return b"".join([b"%b: %b\r\n" % header for header in headers])
