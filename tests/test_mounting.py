@@ -10,6 +10,7 @@ from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from longpoll import LongpollApp, LongpollManager, ManagerClosed, SubscribeHandler
@@ -18,7 +19,7 @@ from tests.servers import http_client, serve_app, wait_for_waiters
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("name", ["starlette_app", "fastapi_app", "python_api"])
+@pytest.mark.parametrize("name", ["starlette_app", "fastapi_app", "python_api", "asgi_app"])
 def test_readme_shows_the_example_files_verbatim(name: str) -> None:
     source = (ROOT / "docs" / "examples" / f"{name}.py").read_text()
     assert source.strip() in (ROOT / "README.md").read_text()
@@ -128,3 +129,29 @@ def test_python_api_example_runs() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["{'title': 'hello'}", "['from a thread']"]
+
+
+def test_asgi_app_example_runs_under_uvicorn() -> None:
+    command = [sys.executable, "-m", "uvicorn", "--factory", "docs.examples.asgi_app:build_app"]
+    server = subprocess.Popen(
+        [*command, "--port", "0", "--log-level", "info"],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stderr is not None
+        url = ""
+        while not url:
+            line = server.stderr.readline()
+            assert line, "uvicorn exited before listening"
+            if "running on" in line:
+                url = line.split("running on ", 1)[1].split()[0]
+        with httpx.Client(base_url=url, timeout=10) as client:
+            published = client.post("/publish", json={"category": "c", "data": "under uvicorn"})
+            assert published.status_code == 200
+            events = client.get("/events", params={"category": "c", "timeout": 1, "since_time": -1})
+        assert events.json()["events"][0]["data"] == "under uvicorn"
+    finally:
+        server.terminate()
+        server.communicate(timeout=10)
