@@ -9,7 +9,7 @@ from dataclasses import FrozenInstanceError
 
 import pytest
 
-from longpoll.event import Event, encode_data
+from longpoll.event import Event, encode_data, random_event_id, uuid_text
 
 
 def published(data: object = None) -> Event:
@@ -76,3 +76,13 @@ def test_events_survive_pickle_and_copy() -> None:
 def test_events_with_unhashable_data_can_be_set_members() -> None:
     first, second = published({"a": 1}), published({"a": 1})
     assert len({first, second, first}) == 2
+
+
+def test_random_event_ids_are_distinct_valid_uuid4s_with_the_usual_text() -> None:
+    ids = [random_event_id() for _ in range(20_000)]
+    assert len(set(ids)) == len(ids)
+    for made in ids[:2000]:
+        assert made.version == 4 and made.variant == uuid.RFC_4122
+        assert uuid_text(made) == str(made).encode()
+        assert uuid.UUID(str(made)) == made and hash(uuid.UUID(str(made))) == hash(made)
+    assert uuid_text(uuid.UUID(int=0)) == b"00000000-0000-0000-0000-000000000000"

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from longpoll.errors import BackendUnavailable, InvalidRequest, ManagerClosed, PersistenceFailed
-from longpoll.event import Event, check_category, encode_data
+from longpoll.event import Event, check_category, encode_data, uuid_text
 from longpoll.waiting import Batch
 
 Headers = Sequence[tuple[bytes, bytes]]
@@ -134,7 +134,7 @@ def batch_body(batch: Batch) -> bytes:
 def published_body(event: Event) -> bytes:
     """The answer to a publish: the new event's id and timestamp."""
     return b'{"success":true,"id":"%s","timestamp":%d}' % (
-        str(event.id).encode("ascii"),
+        uuid_text(event.id),
         event.timestamp,
     )
 

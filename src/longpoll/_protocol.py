@@ -111,6 +111,7 @@ class HttpConnection(asyncio.Protocol):
         "_body_size",
         "_busy",
         "_closed",
+        "_deadline",
         "_head_bytes",
         "_head_only",
         "_header_bytes",
@@ -149,7 +150,8 @@ class HttpConnection(asyncio.Protocol):
         self._queue: deque[tuple[Request, bool]] | None = None
         self._paused = False
         self._closed = False
-        self._tick = -1  # the connection's deadline in the server's wheel, if >= 0
+        self._deadline = 0.0  # on the server's clock; 0: none
+        self._tick = -1  # where the server's wheel holds the connection, if >= 0
 
     # asyncio.Protocol
 
@@ -167,7 +169,9 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
-        self._clear_deadline()
+        if self._tick >= 0:
+            self._server.deadlines.discard(self, self._tick)
+            self._tick = -1
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
@@ -501,17 +505,31 @@ class HttpConnection(asyncio.Protocol):
     # Deadlines: the head, the body, or the idle time between requests
 
     def _set_deadline(self, seconds: float) -> None:
-        self._clear_deadline()
-        self._tick = self._server.deadlines.add(self, seconds)
+        # The wheel holds the connection once, at its earliest deadline; a later or
+        # cleared deadline is looked at only when that one comes (see deadline_passed),
+        # so that the requests of a keep-alive connection cost no wheel work.
+        server = self._server
+        deadline = self._deadline = server.clock() + seconds
+        wheel, tick = server.deadlines, self._tick
+        if tick >= 0:
+            if deadline >= wheel.time_of(tick):
+                return
+            wheel.discard(self, tick)  # too late for the new deadline
+        self._tick = wheel.add(self, seconds)
 
     def _clear_deadline(self) -> None:
-        if self._tick >= 0:
-            self._server.deadlines.discard(self, self._tick)
-            self._tick = -1
+        self._deadline = 0.0
 
     def deadline_passed(self) -> None:
-        """Called by the server when the connection's deadline passed."""
+        """Called by the server's wheel when the connection's deadline may have passed."""
         self._tick = -1
+        if not self._deadline:
+            return
+        remaining = self._deadline - self._server.clock()
+        if remaining > 0:
+            self._tick = self._server.deadlines.add(self, remaining)
+            return
+        self._deadline = 0.0
         if self._closed:
             if self._transport is not None:
                 self._transport.abort()  # lingering, and the client has not left yet

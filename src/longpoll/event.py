@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import uuid
 from dataclasses import FrozenInstanceError
 from typing import Any
@@ -68,12 +69,12 @@ class Event:
         event_id: uuid.UUID | None = None,
     ) -> Event:
         """Build an event around data that `encode_data` already encoded."""
-        event_id = event_id if event_id is not None else uuid.uuid4()
+        event_id = event_id if event_id is not None else random_event_id()
         encoded = b'{"timestamp":%d,"category":%b,"data":%b,"id":"%b"}' % (
             timestamp,
             orjson.dumps(category),
             data_json,
-            str(event_id).encode("ascii"),
+            uuid_text(event_id),
         )
         return cls(timestamp, category, data, event_id, sequence, encoded)
 
@@ -148,16 +149,77 @@ class Event:
         }
 
 
+class _RandomBytes:
+    """Random bytes from the operating system, fetched 4 KiB at a time."""
+
+    __slots__ = ("_at", "_bytes")
+
+    def __init__(self) -> None:
+        self._bytes = b""
+        self._at = 0
+
+    def take16(self) -> int:
+        """16 random bytes as an integer."""
+        at = self._at
+        if at + 16 > len(self._bytes):
+            self._bytes, at = os.urandom(4096), 0
+        self._at = at + 16
+        return int.from_bytes(self._bytes[at : at + 16])
+
+
+_RANDOM = _RandomBytes()
+_VERSION_4 = (1 << 128) - 1 ^ (0xF000 << 64) ^ (0xC000 << 48), (0x4000 << 64) | (0x8000 << 48)
+
+
+def random_event_id() -> uuid.UUID:
+    """A random UUID4, as `uuid.uuid4()` makes, at a fraction of its cost.
+
+    The random bytes come from the operating system in batches.
+    """
+    keep, version = _VERSION_4
+    return _uuid_of(_RANDOM.take16() & keep | version)
+
+
+def parse_uuid(text: str) -> uuid.UUID:
+    """`uuid.UUID(text)`, faster for the usual form `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`."""
+    if len(text) == 36 and text[8] == text[13] == text[18] == text[23] == "-":
+        digits = text[:8] + text[9:13] + text[14:18] + text[19:23] + text[24:]
+        # isalnum keeps out what int() would also take: signs, spaces, underscores.
+        if digits.isascii() and digits.isalnum():
+            try:
+                return _uuid_of(int(digits, 16))
+            except ValueError:
+                pass
+    return uuid.UUID(text)
+
+
+def _uuid_of(value: int) -> uuid.UUID:
+    """The UUID of a 128-bit integer, without the constructor's checks."""
+    made = object.__new__(uuid.UUID)
+    object.__setattr__(made, "int", value)
+    object.__setattr__(made, "is_safe", uuid.SafeUUID.unknown)
+    return made
+
+
+def uuid_text(value: uuid.UUID) -> bytes:
+    """`str(value)` as ASCII bytes, made faster."""
+    digits = b"%032x" % value.int
+    return b"%b-%b-%b-%b-%b" % (digits[:8], digits[8:12], digits[12:16], digits[16:20], digits[20:])
+
+
 def check_category(category: object, name: str = "category") -> str:
     """Return `category` if it is a valid category name, else raise `InvalidRequest`."""
     if not isinstance(category, str):
         raise InvalidRequest(f"{name} must be a string")
     if not category:
         raise InvalidRequest(f"{name} must not be empty")
-    try:
-        size = len(category.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise InvalidRequest(f"{name} must be valid UTF-8") from None
+    if category.isascii():
+        size = len(category)
+    else:
+        try:
+            size = len(category.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise InvalidRequest(f"{name} must be valid UTF-8") from None
     if size > MAX_CATEGORY_BYTES:
         raise InvalidRequest(f"{name} must be at most {MAX_CATEGORY_BYTES} bytes of UTF-8")
     return category

@@ -14,7 +14,7 @@ import logging
 import signal
 import socket
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,11 +102,12 @@ class HttpServer:
         self._emptied: asyncio.Event | None = None
         self._malformed_logged = 0.0
         self._malformed_unlogged = 0
-        self.loop: asyncio.AbstractEventLoop | None = None
+        self.clock: Callable[[], float] = time.monotonic  # the loop's, once started
 
     async def start(self, sockets: list[socket.socket]) -> None:
         """Start the app's manager, then serve on the listening `sockets`."""
-        loop = self.loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
+        self.clock = loop.time
         await self.app.manager.start()
         for sock in sockets:
             server = await loop.create_server(

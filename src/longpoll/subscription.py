@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
 from longpoll.errors import InvalidRequest
-from longpoll.event import check_category
+from longpoll.event import check_category, parse_uuid
 
-_INTEGER = re.compile(r"-?[0-9]+")
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
@@ -45,40 +43,48 @@ def parse_subscription(
     Empty `since_time=` and `last_id=` count as absent, as golongpoll's browser
     client sends `last_id=` on its first poll.
     """
-    pairs = _query_pairs(query_string.decode("utf-8", "surrogateescape"))
-    fields: dict[str, str] = {}
     categories: list[str] = []
-    for key, value in pairs:
+    timeout_text = since_text = last_id_text = None
+    for key, value in _query_pairs(query_string.decode("utf-8", "surrogateescape")):
         if key == "category":
             categories.append(value)
-        else:
-            fields.setdefault(key, value)
+        elif key == "timeout":
+            timeout_text = value if timeout_text is None else timeout_text
+        elif key == "since_time":
+            since_text = value if since_text is None else since_text
+        elif key == "last_id":
+            last_id_text = value if last_id_text is None else last_id_text
 
-    timeout_text = fields.get("timeout", "")
     if not timeout_text:
         raise InvalidRequest("timeout is required")
-    if not _INTEGER.fullmatch(timeout_text):
+    if not _is_integer(timeout_text):
         raise InvalidRequest("timeout must be a whole number of seconds")
     timeout = _to_int(timeout_text)
     _check_timeout(timeout, max_timeout_seconds)
     _check_categories(categories, max_categories)
 
     since_time: int | None = None
-    if since_text := fields.get("since_time", ""):
-        if not _INTEGER.fullmatch(since_text):
+    if since_text:
+        if not _is_integer(since_text):
             raise InvalidRequest("since_time must be an integer of epoch milliseconds")
         since_time = _to_int(since_text)
         _check_since_time(since_time)
 
     last_id: uuid.UUID | None = None
-    if last_id_text := fields.get("last_id", ""):
+    if last_id_text:
         if since_time is None:
             raise InvalidRequest("last_id needs since_time")
         try:
-            last_id = uuid.UUID(last_id_text)
+            last_id = parse_uuid(last_id_text)
         except ValueError:
             raise InvalidRequest("last_id must be a UUID") from None
     return Subscription(tuple(dict.fromkeys(categories)), timeout, since_time, last_id)
+
+
+def _is_integer(text: str) -> bool:
+    """True for ASCII digits with an optional leading minus sign."""
+    digits = text[1:] if text.startswith("-") else text
+    return digits.isascii() and digits.isdigit()
 
 
 def _to_int(text: str) -> int:

@@ -112,9 +112,13 @@ class DeadlineWheel(Generic[T]):
         items = self._due.get(tick)
         if items is None:
             items = self._due[tick] = {}
-            loop.call_at(tick * self._tick_seconds, self._expire, tick)
+            loop.call_at(self.time_of(tick), self._expire, tick)
         items[item] = None
         return tick
+
+    def time_of(self, tick: int) -> float:
+        """When the items of `tick` are due, on the loop's clock."""
+        return tick * self._tick_seconds
 
     def discard(self, item: T, tick: int) -> None:
         items = self._due.get(tick)

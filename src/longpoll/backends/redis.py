@@ -45,7 +45,7 @@ from redis.retry import Retry
 from longpoll.backends._group_commit import GroupCommit
 from longpoll.backends.base import Backend, BackendStats, ReadResult
 from longpoll.errors import BackendUnavailable
-from longpoll.event import Event
+from longpoll.event import Event, random_event_id
 from longpoll.options import Options
 from longpoll.subscription import Subscription
 
@@ -383,7 +383,7 @@ class RedisBackend(Backend):
 
     async def append(self, category: str, data: Any, data_json: bytes) -> Event:
         self._redis()
-        event_id = uuid.uuid4()
+        event_id = random_event_id()
         command = (
             "EVALSHA", _APPEND_SHA, 5,
             self._meta, self._stream(category), self._marker(category), self._categories,
