@@ -24,12 +24,13 @@ fires (no waiter timeout, no periodic purge): each run is deterministic.
 from __future__ import annotations
 
 import asyncio
+import collections
 import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -40,6 +41,7 @@ from hypothesis.stateful import (
 )
 
 from longpoll import Batch, Event, LongpollManager, MemoryBackend, Options, Subscription
+from longpoll.backends.memory import _after, _from_millisecond
 
 T = TypeVar("T")
 
@@ -187,7 +189,7 @@ class MemoryMachine(RuleBasedStateMachine):
         return self.runner.run(coroutine)
 
     @initialize(
-        max_size=st.integers(min_value=1, max_value=4),
+        max_size=st.integers(min_value=1, max_value=4) | st.just(12),
         ttl_ms=st.none() | st.sampled_from([5, 20, 100]),
     )
     def start(self, max_size: int, ttl_ms: int | None) -> None:
@@ -396,3 +398,17 @@ MemoryMachine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 TestMemoryBackendMatchesTheModel = MemoryMachine.TestCase
+
+
+@given(
+    timestamps=st.lists(st.integers(0, 6), max_size=20).map(sorted),
+    cut=st.tuples(st.integers(-1, 7), st.integers(-1, 22)),
+)
+def test_reads_from_the_end_agree_with_a_scan(timestamps: list[int], cut: tuple[int, int]) -> None:
+    events = collections.deque(
+        Event.create(timestamp=t, category="c", data=n, data_json=b"0", sequence=n)
+        for n, t in enumerate(timestamps)
+    )
+    assert _after(events, cut) == [e for e in events if (e.timestamp, e.sequence) > cut]
+    since = cut[0]
+    assert list(_from_millisecond(events, since)) == [e for e in events if e.timestamp >= since]

@@ -8,7 +8,7 @@ import logging
 import time
 from bisect import bisect_left, bisect_right
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from itertools import islice
 from typing import Any
 
@@ -33,6 +33,35 @@ def _position(event: Event) -> tuple[int, int]:
 
 def _timestamp(event: Event) -> int:
     return event.timestamp
+
+
+# A resume is usually from one of the newest events: the newest few are looked at
+# one by one from the end before a binary search over the whole buffer.
+_FEW = 8
+
+
+def _after(events: deque[Event], cut: tuple[int, int]) -> list[Event]:
+    """The events after position `cut`, oldest first."""
+    if not events or _position(events[-1]) <= cut:
+        return []
+    count = len(events)
+    for back in range(2, min(_FEW, count) + 1):
+        if _position(events[-back]) <= cut:
+            return [events[index] for index in range(1 - back, 0)]
+    if count <= _FEW:
+        return list(events)
+    return list(islice(events, bisect_right(events, cut, key=_position), None))
+
+
+def _from_millisecond(events: deque[Event], timestamp: int) -> Iterable[Event]:
+    """The events from the first of millisecond `timestamp` (or later) on, oldest first."""
+    count = len(events)
+    for back in range(1, min(_FEW, count) + 1):
+        if events[-back].timestamp < timestamp:
+            return [events[index] for index in range(1 - back, 0)]
+    if count <= _FEW:
+        return events
+    return islice(events, bisect_left(events, timestamp, key=_timestamp), None)
 
 
 class _Category:
@@ -152,8 +181,7 @@ class MemoryBackend(Backend):
         )
         events: list[Event] = []
         for category in categories:
-            start = bisect_right(category.events, cut, key=_position)
-            events.extend(islice(category.events, start, None))
+            events += _after(category.events, cut)
         if len(categories) > 1:
             events.sort(key=_position)
         return ReadResult(events, missed, self._newest)
@@ -167,8 +195,7 @@ class MemoryBackend(Backend):
         if last_id is None:
             return (since, _AFTER_ALL_OF_A_MILLISECOND)
         for category in categories:
-            start = bisect_left(category.events, since, key=_timestamp)
-            for event in islice(category.events, start, None):
+            for event in _from_millisecond(category.events, since):
                 if event.timestamp != since:
                     break
                 if event.id == last_id:
