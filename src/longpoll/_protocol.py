@@ -294,12 +294,18 @@ class HttpConnection(asyncio.Protocol):
             return
         self._clear_deadline()
         method = self._parser.get_method().decode("ascii", "replace")
-        url = httptools.parse_url(self._url)
-        raw_path = url.path.decode("latin-1")
-        path = unquote(raw_path) if "%" in raw_path else raw_path
+        target = self._url
+        if target.startswith(b"/") and b"#" not in target:
+            raw_path, _, query = target.partition(b"?")
+        else:  # absolute form, or a fragment (which clients should not send)
+            url = httptools.parse_url(target)
+            raw_path, query = url.path or b"", url.query or b""
+        path = raw_path.decode("latin-1")
+        if "%" in path:
+            path = unquote(path)
         body = b"".join(self._body) if self._body else b""
         self._body = None
-        request = Request(method, path, url.query or b"", self._headers, body)
+        request = Request(method, path, query, self._headers, body)
         self._headers = _NO_HEADERS  # a new list comes with the next message
         if self._busy:
             queue = self._queue
@@ -551,15 +557,20 @@ class _ParserCallbacks:
     def __init__(self) -> None:
         self.connection: HttpConnection | None = None
         for name in _CALLBACK_NAMES:
-            setattr(self, name, self._forward(name))
+            setattr(self, name, self._forward(getattr(HttpConnection, name)))
 
-    def _forward(self, name: str) -> Callable[..., None]:
-        method = getattr(HttpConnection, name)
+    def _forward(self, method: Callable[..., None]) -> Callable[..., None]:
+        if method.__code__.co_argcount == 1:
 
-        def forward(*args: bytes) -> None:
+            def forward() -> None:
+                method(self.connection)
+
+            return forward
+
+        def forward_bytes(*args: bytes) -> None:
             method(self.connection, *args)
 
-        return forward
+        return forward_bytes
 
 
 _CALLBACK_NAMES = (
