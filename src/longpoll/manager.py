@@ -153,8 +153,7 @@ class LongpollManager:
         disk, and raises `PersistenceFailed` if it could not be.
         """
         check_category(category)
-        stored = self.publish_nowait(category, data, encode_data(data))
-        return stored if isinstance(stored, Event) else await stored
+        return await self._publish_checked(category, data, encode_data(data))
 
     def publish_threadsafe(self, category: str, data: Any, timeout: float | None = None) -> Event:
         """Publish from a thread other than the manager's event loop, waiting for the result."""
@@ -165,12 +164,12 @@ class LongpollManager:
             raise ManagerClosed("the manager is not running")
         if _running_loop() is loop:
             raise RuntimeError("publish_threadsafe() called on the manager's loop: use publish()")
+        storing = self._publish_checked(category, data, data_json)
+        return asyncio.run_coroutine_threadsafe(storing, loop).result(timeout)
 
-        async def store() -> Event:
-            stored = self.publish_nowait(category, data, data_json)
-            return stored if isinstance(stored, Event) else await stored
-
-        return asyncio.run_coroutine_threadsafe(store(), loop).result(timeout)
+    async def _publish_checked(self, category: str, data: Any, data_json: bytes) -> Event:
+        stored = self.publish_nowait(category, data, data_json)
+        return stored if isinstance(stored, Event) else await stored
 
     def publish_nowait(
         self, category: str, data: Any, data_json: bytes
