@@ -18,7 +18,7 @@ import functools
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Coroutine
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, cast
@@ -132,7 +132,7 @@ class HttpConnection(asyncio.Protocol):
     def __init__(self, server: HttpServer) -> None:
         self._server = server
         self._transport: asyncio.Transport | None = None
-        self._parser = httptools.HttpRequestParser(_CALLBACKS)
+        self._parser = httptools.HttpRequestParser(self)
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._head_bytes = 0  # bytes fed while a head is read (checked in pieces)
@@ -213,7 +213,7 @@ class HttpConnection(asyncio.Protocol):
             self._malformed(exc)
 
     def _feed(self, data: bytes) -> None:
-        _CALLBACKS.connection = self
+        _FEEDING.connection = self
         parser = self._parser
         limit = self._server.head_limit
         if not self._in_head or self._head_bytes + len(data) <= limit:
@@ -233,9 +233,14 @@ class HttpConnection(asyncio.Protocol):
             if self._closed:
                 return
 
-    # httptools callbacks
+    # httptools callbacks. They are static and read the connection being fed: a
+    # parser calls back only from `feed_data`, and static methods give it no bound
+    # method per callback to hold (seven objects more per waiting subscriber).
 
-    def on_message_begin(self) -> None:
+    @staticmethod
+    def on_message_begin() -> None:
+        self = _FEEDING.connection
+        assert self is not None
         self._in_head = True
         self._head_bytes = self._header_bytes = 0
         self._url = b""
@@ -245,12 +250,18 @@ class HttpConnection(asyncio.Protocol):
         if not self._closed:
             self._set_deadline(self._server.limits.head_timeout_seconds)
 
-    def on_url(self, url: bytes) -> None:
+    @staticmethod
+    def on_url(url: bytes) -> None:
+        self = _FEEDING.connection
+        assert self is not None
         self._url += url
         if len(self._url) > self._server.limits.max_url_bytes:
             raise HttpError(414, "request URL is too long")
 
-    def on_header(self, name: bytes, value: bytes) -> None:
+    @staticmethod
+    def on_header(name: bytes, value: bytes) -> None:
+        self = _FEEDING.connection
+        assert self is not None
         headers = self._headers
         headers.append((name.lower(), value))
         self._header_bytes += len(name) + len(value) + 4
@@ -260,7 +271,10 @@ class HttpConnection(asyncio.Protocol):
         if self._header_bytes > limits.max_header_bytes:
             raise HttpError(431, "request headers are too large")
 
-    def on_headers_complete(self) -> None:
+    @staticmethod
+    def on_headers_complete() -> None:
+        self = _FEEDING.connection
+        assert self is not None
         self._in_head = False
         self._request_keep_alive = self._parser.should_keep_alive()
         length = None
@@ -282,14 +296,20 @@ class HttpConnection(asyncio.Protocol):
         if expect and not self._busy and self._transport is not None:
             self._transport.write(_CONTINUE)
 
-    def on_body(self, body: bytes) -> None:
+    @staticmethod
+    def on_body(body: bytes) -> None:
+        self = _FEEDING.connection
+        assert self is not None
         self._body_size += len(body)
         if self._body_size > self._server.body_limit:
             raise body_too_large(self._server.body_limit)
         assert self._body is not None
         self._body.append(body)
 
-    def on_message_complete(self) -> None:
+    @staticmethod
+    def on_message_complete() -> None:
+        self = _FEEDING.connection
+        assert self is not None
         if self._closed:
             return
         self._clear_deadline()
@@ -546,42 +566,16 @@ class HttpConnection(asyncio.Protocol):
             self._close()
 
 
-class _ParserCallbacks:
-    """httptools' callbacks for every connection, passed on to the one being fed.
+class _Feeding:
+    """The connection whose bytes the parser is reading now."""
 
-    A parser calls back only from `feed_data`, so one shared object serves all:
-    a parser made with the connection itself would hold a bound method for each
-    callback, seven objects more per waiting subscriber for the collector.
-    """
+    __slots__ = ("connection",)
 
     def __init__(self) -> None:
         self.connection: HttpConnection | None = None
-        for name in _CALLBACK_NAMES:
-            setattr(self, name, self._forward(getattr(HttpConnection, name)))
-
-    def _forward(self, method: Callable[..., None]) -> Callable[..., None]:
-        if method.__code__.co_argcount == 1:
-
-            def forward() -> None:
-                method(self.connection)
-
-            return forward
-
-        def forward_bytes(*args: bytes) -> None:
-            method(self.connection, *args)
-
-        return forward_bytes
 
 
-_CALLBACK_NAMES = (
-    "on_message_begin",
-    "on_url",
-    "on_header",
-    "on_headers_complete",
-    "on_body",
-    "on_message_complete",
-)
-_CALLBACKS = _ParserCallbacks()
+_FEEDING = _Feeding()
 _NO_HEADERS: list[tuple[bytes, bytes]] = []
 
 
