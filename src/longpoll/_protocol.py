@@ -18,10 +18,10 @@ import functools
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Awaitable
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 from urllib.parse import unquote
 
 import httptools
@@ -347,6 +347,7 @@ class HttpConnection(asyncio.Protocol):
         try:
             self._dispatch(request)
         except Exception as exc:
+            self._waiter = None  # if it was a subscribe, it is not waiting
             self._respond(self._error_response(exc))
 
     def _dispatch(self, request: Request) -> None:
@@ -372,7 +373,7 @@ class HttpConnection(asyncio.Protocol):
             if isinstance(stored, Event):
                 self._respond(json_response(200, published_body(stored)))
             else:
-                self._server.spawn(self._finish_publish(stored))
+                self._server.spawn(self._finish(_published_response(stored)))
         elif endpoint is Endpoint.STATS:
             self._server.spawn(self._finish(app.stats_response(request.method)))
         elif endpoint is Endpoint.CLIENT:
@@ -385,14 +386,6 @@ class HttpConnection(asyncio.Protocol):
             await reading
         except Exception as exc:
             self.answer_error(waiter, exc)
-
-    async def _finish_publish(self, storing: Coroutine[Any, Any, Event]) -> None:
-        try:
-            event = await storing
-        except Exception as exc:
-            self._respond(self._error_response(exc))
-            return
-        self._respond(json_response(200, published_body(event)))
 
     async def _finish(self, answering: Awaitable[Response]) -> None:
         try:
@@ -577,6 +570,10 @@ class _Feeding:
 
 _FEEDING = _Feeding()
 _NO_HEADERS: list[tuple[bytes, bytes]] = []
+
+
+async def _published_response(storing: Awaitable[Event]) -> Response:
+    return json_response(200, published_body(await storing))
 
 
 def _head_lines(headers: Headers) -> bytes:
