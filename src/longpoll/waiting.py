@@ -150,10 +150,6 @@ class WaiterRegistry:
         """How many waiters are registered."""
         return self._count
 
-    def categories(self) -> list[str]:
-        """The categories that have at least one waiter."""
-        return list(self._by_category)
-
     def add(self, waiter: Waiter, timeout_seconds: float | None) -> None:
         """Register `waiter`; with a timeout it is also armed (see `arm`)."""
         by_category = self._by_category
