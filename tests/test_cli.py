@@ -62,6 +62,9 @@ def test_help_explains_every_flag() -> None:
         (["--no-such-flag"], "unrecognized arguments"),
         (["--workers", "2"], "--workers above 1 needs --redis"),
         (["--workers", "0"], "--workers must be at least 1"),
+        (["--head-timeout", "inf"], "--head-timeout must be a positive finite number"),
+        (["--body-timeout", "0"], "--body-timeout must be a positive finite number"),
+        (["--max-connections", "0"], "--max-connections must be a positive integer"),
         (["--redis", "redis://127.0.0.1:1/0", "--persist", "f"], "--persist is for the memory"),
     ],
 )

@@ -9,6 +9,7 @@ two is only how bytes travel and how a client that left is noticed.
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -112,6 +113,12 @@ def declared_too_large(content_length: bytes | None, limit: int) -> bool:
     if content_length is None or not content_length.isdigit():
         return False
     return len(content_length) > 18 or int(content_length) > limit
+
+
+def check_seconds(name: str, value: object) -> None:
+    """Raise `ValueError` naming `name` unless `value` is a positive finite number."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise ValueError(f"{name} must be a positive finite number of seconds, not {value!r}")
 
 
 def check_method(method: str, allowed: tuple[str, ...], message: str) -> None:

@@ -22,6 +22,7 @@ from longpoll._api import (
     Routes,
     batch_body,
     check_method,
+    check_seconds,
     json_response,
     parse_publish_body,
     published_body,
@@ -99,6 +100,7 @@ class PublishHandler:
     """
 
     def __init__(self, manager: LongpollManager, *, body_timeout_seconds: float = 30.0) -> None:
+        check_seconds("body_timeout_seconds", body_timeout_seconds)
         self.manager = manager
         self.body_timeout_seconds = body_timeout_seconds
 

@@ -294,8 +294,6 @@ def _build_app(args: argparse.Namespace, addon: AddOn | None) -> LongpollApp:
         from longpoll.backends.redis import RedisBackend
 
         backend = RedisBackend(args.redis, key_prefix=args.redis_prefix)
-    if args.body_timeout <= 0:
-        raise ValueError("--body-timeout must be a positive number of seconds")
     return LongpollApp(
         LongpollManager(options, backend=backend),
         subscribe_path=args.subscribe_path,
@@ -310,10 +308,10 @@ def _limits(args: argparse.Namespace) -> ServerLimits:
 
 
 def _flag_names(message: str) -> str:
-    """`message` with the names of `ServerLimits` fields replaced by their flags."""
+    """`message` with the names of connection limits replaced by their flags."""
     for flag, field, *_ in _LIMIT_FLAGS:
         message = message.replace(field, flag)
-    return message
+    return message.replace("body_timeout_seconds", "--body-timeout")
 
 
 def _configure_logging(args: argparse.Namespace) -> None:

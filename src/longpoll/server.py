@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from longpoll._api import error_response
+from longpoll._api import check_seconds, error_response
 from longpoll._protocol import HttpConnection
 from longpoll.asgi import LongpollApp
 from longpoll.waiting import DeadlineWheel
@@ -56,18 +56,12 @@ class ServerLimits:
     """At shutdown, time for requests in flight to finish before connections are cut."""
 
     def __post_init__(self) -> None:
-        for name in ("max_url_bytes", "max_header_bytes", "max_headers", "max_connections"):
-            _check_positive(name, getattr(self, name), int)
-        for name in ("write_high_water_bytes", "max_pipelined"):
-            _check_positive(name, getattr(self, name), int)
-        for name in ("head_timeout_seconds", "keep_alive_timeout_seconds", "grace_seconds"):
-            _check_positive(name, getattr(self, name), float)
-
-
-def _check_positive(name: str, value: object, kind: type) -> None:
-    numeric = int | float if kind is float else int
-    if isinstance(value, bool) or not isinstance(value, numeric) or not value > 0:
-        raise ValueError(f"{name} must be a positive number, not {value!r}")
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            if name.endswith("_seconds"):
+                check_seconds(name, value)
+            elif isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, not {value!r}")
 
 
 class HttpServer:
