@@ -174,7 +174,7 @@ class LongpollApp:
             elif endpoint is Endpoint.STATS:
                 try:
                     response = await self.stats_response(scope["method"])
-                except HttpError as exc:
+                except Exception as exc:  # as the own server answers it: 405, 503
                     response = error_answer(exc)
                 await send_response(send, response)
             elif endpoint is Endpoint.CLIENT:
