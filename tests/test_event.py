@@ -7,9 +7,10 @@ import pickle
 import uuid
 from dataclasses import FrozenInstanceError
 
+import orjson
 import pytest
 
-from longpoll.event import Event, encode_data, random_event_id, uuid_text
+from longpoll.event import Event, encode_data, random_event_id
 
 
 def published(data: object = None) -> Event:
@@ -83,6 +84,15 @@ def test_random_event_ids_are_distinct_valid_uuid4s_with_the_usual_text() -> Non
     assert len(set(ids)) == len(ids)
     for made in ids[:2000]:
         assert made.version == 4 and made.variant == uuid.RFC_4122
-        assert uuid_text(made) == str(made).encode()
         assert uuid.UUID(str(made)) == made and hash(uuid.UUID(str(made))) == hash(made)
-    assert uuid_text(uuid.UUID(int=0)) == b"00000000-0000-0000-0000-000000000000"
+
+
+def test_events_made_without_an_id_get_distinct_uuid4s_read_from_their_json() -> None:
+    events = [published({"n": n}) for n in range(2_000)]
+    assert len({event.id for event in events}) == len(events)
+    # The variant's digit carries two random bits: each of its four values turns up.
+    assert {str(event.id)[19] for event in events} == set("89ab")
+    for event in events[:200]:
+        assert event.id.version == 4 and event.id.variant == uuid.RFC_4122
+        assert orjson.loads(event.json)["id"] == str(event.id)
+        assert event.id_ascii == str(event.id).encode()

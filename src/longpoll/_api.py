@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from longpoll.errors import BackendUnavailable, InvalidRequest, ManagerClosed, PersistenceFailed
-from longpoll.event import Event, check_category, encode_data, uuid_text
+from longpoll.event import Event, check_category, encode_data
 from longpoll.waiting import Batch
 
 Headers = Sequence[tuple[bytes, bytes]]
@@ -140,10 +140,7 @@ def batch_body(batch: Batch) -> bytes:
 
 def published_body(event: Event) -> bytes:
     """The answer to a publish: the new event's id and timestamp."""
-    return b'{"success":true,"id":"%s","timestamp":%d}' % (
-        uuid_text(event.id),
-        event.timestamp,
-    )
+    return b'{"success":true,"id":"%b","timestamp":%d}' % (event.id_ascii, event.timestamp)
 
 
 def parse_publish_body(body: bytes) -> tuple[str, Any, bytes]:

@@ -59,6 +59,13 @@ logger = logging.getLogger("longpoll.server")
 _PIECE = 4096
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _LINGER_SECONDS = 2.0
+# Module names for the members: an enum member looked up on its class costs a call.
+_SUBSCRIBE, _PUBLISH, _STATS, _CLIENT = (
+    Endpoint.SUBSCRIBE,
+    Endpoint.PUBLISH,
+    Endpoint.STATS,
+    Endpoint.CLIENT,
+)
 _JSON_HEAD = b"".join(b"%b: %b\r\n" % header for header in JSON_HEADERS)
 
 
@@ -120,6 +127,7 @@ class HttpConnection(asyncio.Protocol):
         "_keep_alive",
         "_parser",
         "_paused",
+        "_pending_timeout",
         "_queue",
         "_request_keep_alive",
         "_server",
@@ -151,6 +159,8 @@ class HttpConnection(asyncio.Protocol):
         self._paused = False
         self._closed = False
         self._deadline = 0.0  # on the server's clock; 0: none
+        # The timeout of the head or body begun in this feed, armed if it stays unfinished.
+        self._pending_timeout = 0.0
         self._tick = -1  # where the server's wheel holds the connection, if >= 0
 
     # asyncio.Protocol
@@ -220,18 +230,24 @@ class HttpConnection(asyncio.Protocol):
             if self._in_head:
                 self._head_bytes += len(data)
             parser.feed_data(data)
-            return
-        view = memoryview(data)
-        for start in range(0, len(data), _PIECE):
-            piece = view[start : start + _PIECE]
-            if self._in_head:
-                self._head_bytes += len(piece)
-                if self._head_bytes > limit:
-                    self._refuse(431, "request head is too large")
+        else:
+            view = memoryview(data)
+            for start in range(0, len(data), _PIECE):
+                piece = view[start : start + _PIECE]
+                if self._in_head:
+                    self._head_bytes += len(piece)
+                    if self._head_bytes > limit:
+                        self._refuse(431, "request head is too large")
+                        return
+                parser.feed_data(piece)
+                if self._closed:
                     return
-            parser.feed_data(piece)
-            if self._closed:
-                return
+        # A head or body still unfinished once its bytes so far are read gets its
+        # timeout now; one that arrived whole never needed one.
+        if self._pending_timeout:
+            if not self._closed:
+                self._set_deadline(self._pending_timeout)
+            self._pending_timeout = 0.0
 
     # httptools callbacks. They are static and read the connection being fed: a
     # parser calls back only from `feed_data`, and static methods give it no bound
@@ -247,8 +263,7 @@ class HttpConnection(asyncio.Protocol):
         self._headers = []
         self._body = None
         self._body_size = 0
-        if not self._closed:
-            self._set_deadline(self._server.limits.head_timeout_seconds)
+        self._pending_timeout = self._server.limits.head_timeout_seconds
 
     @staticmethod
     def on_url(url: bytes) -> None:
@@ -287,12 +302,13 @@ class HttpConnection(asyncio.Protocol):
             elif name == b"expect":
                 expect = value.lower() == b"100-continue"
         if length is None and not chunked:
+            self._pending_timeout = 0.0
             self._clear_deadline()
             return
         if declared_too_large(length, self._server.body_limit):
             raise body_too_large(self._server.body_limit)
         self._body = []
-        self._set_deadline(self._server.app.body_timeout_seconds)
+        self._pending_timeout = self._server.app.body_timeout_seconds
         if expect and not self._busy and self._transport is not None:
             self._transport.write(_CONTINUE)
 
@@ -312,6 +328,7 @@ class HttpConnection(asyncio.Protocol):
         assert self is not None
         if self._closed:
             return
+        self._pending_timeout = 0.0
         self._clear_deadline()
         method = self._parser.get_method().decode("ascii", "replace")
         target = self._url
@@ -354,7 +371,7 @@ class HttpConnection(asyncio.Protocol):
         app = self._server.app
         manager = app.manager
         endpoint = app.routes.endpoint(request.path)
-        if endpoint is Endpoint.SUBSCRIBE:
+        if endpoint is _SUBSCRIBE:
             check_method(request.method, *SUBSCRIBE_METHODS)
             options = manager.options
             subscription = parse_subscription(
@@ -366,7 +383,7 @@ class HttpConnection(asyncio.Protocol):
             reading = manager.start_wait(subscription, waiter)
             if reading is not None:
                 self._server.spawn(self._finish_read(waiter, reading))
-        elif endpoint is Endpoint.PUBLISH:
+        elif endpoint is _PUBLISH:
             check_method(request.method, *PUBLISH_METHODS)
             category, data, data_json = parse_publish_body(request.body)
             stored = manager.publish_nowait(category, data, data_json)
@@ -374,9 +391,9 @@ class HttpConnection(asyncio.Protocol):
                 self._respond(json_response(200, published_body(stored)))
             else:
                 self._server.spawn(self._finish(_published_response(stored)))
-        elif endpoint is Endpoint.STATS:
+        elif endpoint is _STATS:
             self._server.spawn(self._finish(app.stats_response(request.method)))
-        elif endpoint is Endpoint.CLIENT:
+        elif endpoint is _CLIENT:
             self._respond(app.client.respond(request))
         else:
             self._respond(app.client_module.respond(request))

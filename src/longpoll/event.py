@@ -6,7 +6,7 @@ import math
 import os
 import uuid
 from dataclasses import FrozenInstanceError
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 
@@ -68,15 +68,22 @@ class Event:
         sequence: int,
         event_id: uuid.UUID | None = None,
     ) -> Event:
-        """Build an event around data that `encode_data` already encoded."""
-        event_id = event_id if event_id is not None else random_event_id()
+        """Build an event around data that `encode_data` already encoded.
+
+        Without `event_id`, the event gets a random UUID4.
+        """
+        if event_id is None:
+            id_text = _RANDOM_IDS.take()
+            made_id: Any = _UNDECODED
+        else:
+            id_text, made_id = str(event_id).encode("ascii"), event_id
         encoded = b'{"timestamp":%d,"category":%b,"data":%b,"id":"%b"}' % (
             timestamp,
             orjson.dumps(category),
             data_json,
-            uuid_text(event_id),
+            id_text,
         )
-        return cls(timestamp, category, data, event_id, sequence, encoded)
+        return cls(timestamp, category, data, made_id, sequence, encoded)
 
     @classmethod
     def stored(cls, timestamp: int, category: str, sequence: int, json: bytes) -> Event:
@@ -94,8 +101,13 @@ class Event:
     def id(self) -> uuid.UUID:
         """The event's unique id."""
         if self._id is _UNDECODED:
-            self._decode()
+            object.__setattr__(self, "_id", parse_uuid(self.id_ascii.decode("ascii")))
         return self._id
+
+    @property
+    def id_ascii(self) -> bytes:
+        """The id as it stands in `json`: 36 ASCII characters."""
+        return self.json[-38:-2]
 
     @property
     def position(self) -> tuple[int, int]:
@@ -103,9 +115,7 @@ class Event:
         return (self.timestamp, self.sequence)
 
     def _decode(self) -> None:
-        decoded = orjson.loads(self.json)
-        object.__setattr__(self, "_data", decoded["data"])
-        object.__setattr__(self, "_id", uuid.UUID(decoded["id"]))
+        object.__setattr__(self, "_data", orjson.loads(self.json)["data"])
 
     def with_sequence(self, sequence: int) -> Event:
         """A copy of this event with another `sequence`."""
@@ -149,26 +159,47 @@ class Event:
         }
 
 
-class _RandomBytes:
-    """Random bytes from the operating system, fetched 4 KiB at a time."""
+class _RandomIds:
+    """Random UUID4 texts, made 256 at a time from 4 KiB of the operating system's
+    random bytes: one `hex()` of the whole block is cheaper than 256 integers."""
 
-    __slots__ = ("_at", "_bytes")
+    __slots__ = ("_ready",)
+
+    # A UUID4's 17th hex digit holds its variant (8, 9, a or b) and two random bits.
+    _VARIANT: ClassVar[dict[int, bytes]] = {
+        ord(digit): b"89ab"[int(digit, 16) % 4 :][:1] for digit in "0123456789abcdef"
+    }
 
     def __init__(self) -> None:
-        self._bytes = b""
-        self._at = 0
+        self._ready: list[bytes] = []
 
-    def take16(self) -> int:
-        """16 random bytes as an integer."""
-        at = self._at
-        if at + 16 > len(self._bytes):
-            self._bytes, at = os.urandom(4096), 0
-        self._at = at + 16
-        return int.from_bytes(self._bytes[at : at + 16])
+    def take(self) -> bytes:
+        """One random UUID4 as its 36 ASCII characters."""
+        ready = self._ready
+        if not ready:
+            ready = self._ready = self._make()
+        return ready.pop()
+
+    @classmethod
+    def _make(cls) -> list[bytes]:
+        digits = os.urandom(4096).hex().encode("ascii")
+        variant = cls._VARIANT
+        # The 13th digit is the version, 4: the random digit there is left out.
+        return [
+            b"%b-%b-4%b-%b%b-%b"
+            % (
+                digits[at : at + 8],
+                digits[at + 8 : at + 12],
+                digits[at + 13 : at + 16],
+                variant[digits[at + 16]],
+                digits[at + 17 : at + 20],
+                digits[at + 20 : at + 32],
+            )
+            for at in range(0, len(digits), 32)
+        ]
 
 
-_RANDOM = _RandomBytes()
-_VERSION_4 = (1 << 128) - 1 ^ (0xF000 << 64) ^ (0xC000 << 48), (0x4000 << 64) | (0x8000 << 48)
+_RANDOM_IDS = _RandomIds()
 
 
 def random_event_id() -> uuid.UUID:
@@ -176,8 +207,7 @@ def random_event_id() -> uuid.UUID:
 
     The random bytes come from the operating system in batches.
     """
-    keep, version = _VERSION_4
-    return _uuid_of(_RANDOM.take16() & keep | version)
+    return parse_uuid(_RANDOM_IDS.take().decode("ascii"))
 
 
 def parse_uuid(text: str) -> uuid.UUID:
@@ -199,12 +229,6 @@ def _uuid_of(value: int) -> uuid.UUID:
     object.__setattr__(made, "int", value)
     object.__setattr__(made, "is_safe", uuid.SafeUUID.unknown)
     return made
-
-
-def uuid_text(value: uuid.UUID) -> bytes:
-    """`str(value)` as ASCII bytes, made faster."""
-    digits = b"%032x" % value.int
-    return b"%b-%b-%b-%b-%b" % (digits[:8], digits[8:12], digits[12:16], digits[16:20], digits[20:])
 
 
 def check_category(category: object, name: str = "category") -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from bisect import bisect_left, bisect_right
 from collections import deque
@@ -16,8 +15,6 @@ from longpoll.backends.base import Backend, BackendStats, ReadResult
 from longpoll.event import Event
 from longpoll.options import Options
 from longpoll.subscription import Subscription
-
-logger = logging.getLogger("longpoll.memory")
 
 _AFTER_ALL_OF_A_MILLISECOND = 2**63
 
@@ -153,11 +150,10 @@ class MemoryBackend(Backend):
         category = self._categories.get(event.category)
         if category is None:
             category = self._categories[event.category] = _Category()
-        else:
+        elif self._ttl_ms is not None:
             self._expire(category, now)
         if len(category.events) >= self._max_size:
             category.evicted = category.events.popleft()
-            logger.debug("buffer of %r full: dropped its oldest event", event.category)
         category.events.append(event)
 
     async def read(self, subscription: Subscription) -> ReadResult:
