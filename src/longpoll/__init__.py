@@ -1,5 +1,6 @@
 """Web publish/subscribe over HTTP long polling, wire-compatible with golongpoll."""
 
+from longpoll.access import AccessDenied, AccessPolicy, Action, Authorize, Request
 from longpoll.addons.base import AddOn
 from longpoll.addons.file import FilePersistor
 from longpoll.asgi import LongpollApp, PublishHandler, SubscribeHandler
@@ -26,7 +27,11 @@ from longpoll.waiting import Batch
 __version__ = "0.1.0"
 
 __all__ = [
+    "AccessDenied",
+    "AccessPolicy",
+    "Action",
     "AddOn",
+    "Authorize",
     "Backend",
     "BackendUnavailable",
     "Batch",
@@ -46,6 +51,7 @@ __all__ = [
     "PersistenceFailed",
     "ProtocolError",
     "PublishHandler",
+    "Request",
     "ServerError",
     "SubscribeHandler",
     "Subscription",

@@ -34,18 +34,27 @@ class Request:
     """One HTTP request: method, path (percent-decoded), raw query and headers.
 
     Header names are lower case. `body` is the whole body, when it has one.
+    `client` is the peer's (host, port) when the server knows it and an
+    `AccessPolicy` hook may ask for it, else None.
     """
 
-    __slots__ = ("body", "headers", "method", "path", "query")
+    __slots__ = ("body", "client", "headers", "method", "path", "query")
 
     def __init__(
-        self, method: str, path: str, query: bytes, headers: Headers, body: bytes = b""
+        self,
+        method: str,
+        path: str,
+        query: bytes,
+        headers: Headers,
+        body: bytes = b"",
+        client: tuple[str, int] | None = None,
     ) -> None:
         self.method = method
         self.path = path
         self.query = query
         self.headers = headers
         self.body = body
+        self.client = client
 
     def header(self, name: bytes) -> bytes | None:
         """The first value of header `name` (lower case), if any."""
@@ -53,6 +62,13 @@ class Request:
             if key == name:
                 return bytes(value)
         return None
+
+    def __repr__(self) -> str:
+        return f"Request({self.method!r}, {self.path!r}, query={self.query!r})"
+
+
+BODILESS_STATUSES = frozenset({204, 304})
+"""Answers that carry no body, and so no Content-Length either."""
 
 
 class Response(NamedTuple):

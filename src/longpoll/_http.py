@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from longpoll._api import (
+    BODILESS_STATUSES,
     HttpError,
     Request,
     Response,
@@ -31,13 +32,20 @@ def scope_path(scope: Scope) -> str:
 
 def request_of(scope: Scope) -> Request:
     """The `Request` of an HTTP scope (without its body)."""
-    return Request(scope["method"], scope_path(scope), scope["query_string"], scope["headers"])
+    client = scope.get("client")
+    return Request(
+        scope["method"],
+        scope_path(scope),
+        scope["query_string"],
+        scope["headers"],
+        client=None if client is None else (client[0], client[1]),
+    )
 
 
 async def send_response(send: Send, response: Response) -> None:
     """Send a whole response as ASGI messages."""
     status, body, headers = response
-    if status != 304:
+    if status not in BODILESS_STATUSES:
         headers = [*headers, (b"content-length", b"%d" % len(body))]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

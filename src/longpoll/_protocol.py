@@ -21,12 +21,13 @@ from collections import deque
 from collections.abc import Awaitable
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote
 
 import httptools
 
 from longpoll._api import (
+    BODILESS_STATUSES,
     JSON_HEADERS,
     PUBLISH_METHODS,
     SUBSCRIBE_METHODS,
@@ -40,16 +41,17 @@ from longpoll._api import (
     check_method,
     declared_too_large,
     error_response,
-    json_response,
     parse_publish_body,
     published_body,
     response_for,
 )
 from longpoll.event import Event
-from longpoll.subscription import parse_subscription
+from longpoll.subscription import Subscription, parse_subscription
 from longpoll.waiting import Batch, Waiter
 
 if TYPE_CHECKING:
+    from longpoll.asgi import LongpollApp
+    from longpoll.manager import LongpollManager
     from longpoll.server import HttpServer
 
 logger = logging.getLogger("longpoll.server")
@@ -119,6 +121,7 @@ class HttpConnection(asyncio.Protocol):
         "_busy",
         "_closed",
         "_deadline",
+        "_extra",
         "_head_bytes",
         "_head_only",
         "_header_bytes",
@@ -153,6 +156,7 @@ class HttpConnection(asyncio.Protocol):
         self._busy = False
         self._keep_alive = True
         self._head_only = False
+        self._extra: Headers = ()  # headers the policy adds to this answer (CORS)
         self._waiter: _Subscriber | None = None
         # Requests pipelined behind the one being answered.
         self._queue: deque[tuple[Request, bool]] | None = None
@@ -369,34 +373,80 @@ class HttpConnection(asyncio.Protocol):
 
     def _dispatch(self, request: Request) -> None:
         app = self._server.app
-        manager = app.manager
         endpoint = app.routes.endpoint(request.path)
         if endpoint is _SUBSCRIBE:
-            check_method(request.method, *SUBSCRIBE_METHODS)
-            options = manager.options
-            subscription = parse_subscription(
-                request.query,
-                options.max_longpoll_timeout_seconds,
-                options.max_categories_per_request,
-            )
-            waiter = self._waiter = _Subscriber(subscription.categories, self)
-            reading = manager.start_wait(subscription, waiter)
-            if reading is not None:
-                self._server.spawn(self._finish_read(waiter, reading))
+            self._dispatch_subscribe(app, request)
         elif endpoint is _PUBLISH:
-            check_method(request.method, *PUBLISH_METHODS)
-            category, data, data_json = parse_publish_body(request.body)
-            stored = manager.publish_nowait(category, data, data_json)
-            if isinstance(stored, Event):
-                self._respond(json_response(200, published_body(stored)))
-            else:
-                self._server.spawn(self._finish(_published_response(stored)))
+            self._dispatch_publish(app, request)
         elif endpoint is _STATS:
             self._server.spawn(self._finish(app.stats_response(request.method)))
         elif endpoint is _CLIENT:
             self._respond(app.client.respond(request))
         else:
             self._respond(app.client_module.respond(request))
+
+    def _dispatch_subscribe(self, app: LongpollApp, request: Request) -> None:
+        access = app.access
+        if request.method == "OPTIONS":
+            self._respond(access.preflight(request, "subscribe"))  # with its own CORS headers
+            return
+        self._extra = access.cors_headers(request, "subscribe")
+        check_method(request.method, *SUBSCRIBE_METHODS)
+        options = app.manager.options
+        subscription = parse_subscription(
+            request.query,
+            options.max_longpoll_timeout_seconds,
+            options.max_categories_per_request,
+        )
+        if access.wants_client:
+            request.client = self._client()
+        deciding = access.check(request, "subscribe", subscription.categories)
+        if deciding is None:
+            self._subscribe(app, subscription)
+        else:
+            self._server.spawn(self._subscribe_once_allowed(app, subscription, deciding))
+
+    def _subscribe(self, app: LongpollApp, subscription: Subscription) -> None:
+        waiter = self._waiter = _Subscriber(subscription.categories, self)
+        reading = app.manager.start_wait(subscription, waiter)
+        if reading is not None:
+            self._server.spawn(self._finish_read(waiter, reading))
+
+    async def _subscribe_once_allowed(
+        self, app: LongpollApp, subscription: Subscription, deciding: Awaitable[None]
+    ) -> None:
+        try:
+            await deciding
+            if not self._closed:
+                self._subscribe(app, subscription)
+        except Exception as exc:
+            self._waiter = None
+            self._respond(self._error_response(exc))
+
+    def _dispatch_publish(self, app: LongpollApp, request: Request) -> None:
+        access = app.access
+        if request.method == "OPTIONS":
+            self._respond(access.preflight(request, "publish"))  # with its own CORS headers
+            return
+        self._extra = access.cors_headers(request, "publish")
+        check_method(request.method, *PUBLISH_METHODS)
+        category, data, data_json = parse_publish_body(request.body)
+        if access.wants_client:
+            request.client = self._client()
+        deciding = access.check(request, "publish", (category,))
+        if deciding is not None:
+            storing = _publish_once_allowed(app.manager, deciding, category, data, data_json)
+            self._server.spawn(self._finish(storing))
+            return
+        stored = app.manager.publish_nowait(category, data, data_json)
+        if isinstance(stored, Event):
+            self._respond(Response(200, published_body(stored)))
+        else:
+            self._server.spawn(self._finish(_published_response(stored)))
+
+    def _client(self) -> tuple[str, int] | None:
+        peer = self._transport.get_extra_info("peername") if self._transport else None
+        return (peer[0], peer[1]) if isinstance(peer, tuple) else None
 
     async def _finish_read(self, waiter: _Subscriber, reading: Awaitable[None]) -> None:
         try:
@@ -416,7 +466,7 @@ class HttpConnection(asyncio.Protocol):
         if waiter is not self._waiter:
             return
         self._waiter = None
-        if not self._respond(json_response(200, batch_body(batch))):
+        if not self._respond(Response(200, batch_body(batch))):
             return
         manager = self._server.app.manager
         acknowledging = manager.acknowledge_nowait(batch)
@@ -462,11 +512,14 @@ class HttpConnection(asyncio.Protocol):
     def _write(self, transport: asyncio.Transport, response: Response, keep_alive: bool) -> None:
         status, body, headers = response
         head = _JSON_HEAD if headers is JSON_HEADERS else _head_lines(headers)
+        if self._extra:
+            head += _head_lines(self._extra)
+            self._extra = ()
         if not keep_alive:
             head += b"connection: close\r\n"
         elif self._parser.get_http_version() != "1.1":
             head += b"connection: keep-alive\r\n"
-        if status != 304:
+        if status not in BODILESS_STATUSES:
             head += b"content-length: %d\r\n" % len(body)
         date = DATE_LINE.get(time.time())
         if self._head_only:
@@ -590,7 +643,15 @@ _NO_HEADERS: list[tuple[bytes, bytes]] = []
 
 
 async def _published_response(storing: Awaitable[Event]) -> Response:
-    return json_response(200, published_body(await storing))
+    return Response(200, published_body(await storing))
+
+
+async def _publish_once_allowed(
+    manager: LongpollManager, deciding: Awaitable[None], category: str, data: Any, data_json: bytes
+) -> Response:
+    await deciding
+    stored = manager.publish_nowait(category, data, data_json)
+    return Response(200, published_body(stored if isinstance(stored, Event) else await stored))
 
 
 def _head_lines(headers: Headers) -> bytes:

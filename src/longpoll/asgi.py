@@ -33,11 +33,13 @@ from longpoll._http import (
     Send,
     error_answer,
     read_body,
+    request_of,
     scope_path,
     send_answer,
     send_response,
     wait_for_disconnect,
 )
+from longpoll.access import AccessPolicy, with_headers
 from longpoll.browser import BrowserClientHandler
 from longpoll.event import Event
 from longpoll.manager import LongpollManager
@@ -50,14 +52,19 @@ class SubscribeHandler:
     """ASGI app answering `GET ?category=...&timeout=...` with events or a timeout.
 
     Mount it at any path; the manager must be running (see `LongpollApp`).
+    `access` decides who may subscribe (default: `AccessPolicy()`, which refuses
+    pages of other origins).
     """
 
-    def __init__(self, manager: LongpollManager) -> None:
+    def __init__(self, manager: LongpollManager, *, access: AccessPolicy | None = None) -> None:
         self.manager = manager
+        self.access = access if access is not None else AccessPolicy()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         manager = self.manager
         options = manager.options
+        request = request_of(scope)
+        cors = self.access.cors_headers(request, "subscribe")
         watcher: asyncio.Task[None] | None = None
 
         def watch_disconnect() -> asyncio.Task[None]:
@@ -66,22 +73,28 @@ class SubscribeHandler:
             return watcher
 
         try:
-            check_method(scope["method"], *SUBSCRIBE_METHODS)
+            if request.method == "OPTIONS":
+                await send_response(send, self.access.preflight(request, "subscribe"))
+                return
+            check_method(request.method, *SUBSCRIBE_METHODS)
             subscription = parse_subscription(
-                scope["query_string"],
+                request.query,
                 options.max_longpoll_timeout_seconds,
                 options.max_categories_per_request,
             )
+            deciding = self.access.check(request, "subscribe", subscription.categories)
+            if deciding is not None:
+                await deciding
             batch = await manager.wait_checked(subscription, watch_disconnect)
         except Exception as exc:
             if watcher is not None:
                 watcher.cancel()
-            await send_response(send, error_answer(exc))
+            await send_response(send, with_headers(error_answer(exc), cors))
             return
         try:
             if watcher is not None and watcher.done():
                 return  # the client left: nobody to answer
-            await send_response(send, json_response(200, batch_body(batch)))
+            await send_response(send, json_response(200, batch_body(batch), cors))
             delivered = watcher is None or not watcher.done()
         finally:
             if watcher is not None:
@@ -96,29 +109,45 @@ class PublishHandler:
 
     The body is parsed as JSON whatever its Content-Type. Bodies larger than
     `Options.max_publish_body_bytes` get 413; a body that does not arrive within
-    `body_timeout_seconds` gets 408.
+    `body_timeout_seconds` gets 408. `access` decides who may publish (default:
+    `AccessPolicy()`, which refuses pages of other origins).
     """
 
-    def __init__(self, manager: LongpollManager, *, body_timeout_seconds: float = 30.0) -> None:
+    def __init__(
+        self,
+        manager: LongpollManager,
+        *,
+        body_timeout_seconds: float = 30.0,
+        access: AccessPolicy | None = None,
+    ) -> None:
         check_seconds("body_timeout_seconds", body_timeout_seconds)
         self.manager = manager
         self.body_timeout_seconds = body_timeout_seconds
+        self.access = access if access is not None else AccessPolicy()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         manager = self.manager
         limit = manager.options.max_publish_body_bytes
+        request = request_of(scope)
+        cors = self.access.cors_headers(request, "publish")
         try:
-            check_method(scope["method"], *PUBLISH_METHODS)
+            if request.method == "OPTIONS":
+                await send_response(send, self.access.preflight(request, "publish"))
+                return
+            check_method(request.method, *PUBLISH_METHODS)
             body = await read_body(scope, receive, limit, self.body_timeout_seconds)
             if body is None:
                 return  # the client went away before sending its whole body
             category, data, data_json = parse_publish_body(body)
+            deciding = self.access.check(request, "publish", (category,))
+            if deciding is not None:
+                await deciding
             stored = manager.publish_nowait(category, data, data_json)
             event = stored if isinstance(stored, Event) else await stored
         except Exception as exc:
-            await send_response(send, error_answer(exc))
+            await send_response(send, with_headers(error_answer(exc), cors))
             return
-        await send_response(send, json_response(200, published_body(event)))
+        await send_response(send, json_response(200, published_body(event), cors))
 
 
 class LongpollApp:
@@ -129,7 +158,9 @@ class LongpollApp:
     `body_timeout_seconds` bounds how long a publish body may take to arrive.
     `client_path` serves the browser client (`BrowserClientHandler`); a path ending
     in `.js` also has its ES module form at the same path ending in `.mjs`.
-    `longpoll serve` runs this app on longpoll's own HTTP/1.1 server.
+    `access` decides who may subscribe and publish (default: `AccessPolicy()`,
+    which refuses pages of other origins). `longpoll serve` runs this app on
+    longpoll's own HTTP/1.1 server.
     """
 
     def __init__(
@@ -141,8 +172,10 @@ class LongpollApp:
         stats_path: str | None = "/stats",
         client_path: str | None = "/longpoll.js",
         body_timeout_seconds: float = 30.0,
+        access: AccessPolicy | None = None,
     ) -> None:
         self.manager = manager
+        self.access = access if access is not None else AccessPolicy()
         self.subscribe_path = subscribe_path
         self.publish_path = publish_path
         self.stats_path = stats_path
@@ -154,8 +187,10 @@ class LongpollApp:
             stats_path=stats_path,
             client_path=client_path,
         )
-        self._subscribe = SubscribeHandler(manager)
-        self._publish = PublishHandler(manager, body_timeout_seconds=body_timeout_seconds)
+        self._subscribe = SubscribeHandler(manager, access=self.access)
+        self._publish = PublishHandler(
+            manager, body_timeout_seconds=body_timeout_seconds, access=self.access
+        )
         self.client = BrowserClientHandler()
         self.client_module = BrowserClientHandler(module=True)
 

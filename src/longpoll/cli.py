@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
 import multiprocessing
 import os
@@ -11,7 +12,7 @@ import signal
 import socket
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, NoReturn, cast
 
 import orjson
 
@@ -21,10 +22,13 @@ from longpoll.options import Options
 from longpoll.server import ServerLimits
 
 if TYPE_CHECKING:
+    from longpoll.access import Authorize
     from longpoll.addons.base import AddOn
     from longpoll.asgi import LongpollApp
     from longpoll.client import Client, Since
 
+_PUBLISH_TOKEN_ENV = "LONGPOLL_PUBLISH_TOKEN"
+_SUBSCRIBE_SECRET_ENV = "LONGPOLL_SUBSCRIBE_SECRET"
 _DEFAULTS = Options()
 _LIMITS = ServerLimits()
 # Flags of `longpoll serve` for the fields of `ServerLimits`.
@@ -69,7 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=int, default=8101, help="port (0: any free one)")
     serve.add_argument("--subscribe-path", default="/events", help="path of the subscribe endpoint")
-    serve.add_argument("--publish-path", default="/publish", help="path of the publish endpoint")
+    serve.add_argument(
+        "--publish-path",
+        default="/publish",
+        help="path of the publish endpoint; off: no publishing over HTTP",
+    )
     serve.add_argument(
         "--max-buffer",
         type=int,
@@ -145,6 +153,37 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="server processes sharing the port (above 1 needs --redis)",
     )
+    access = serve.add_argument_group("access control (see the README's Security section)")
+    access.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="a web origin (https://app.example) whose pages may subscribe and publish; "
+        "repeat for more; * lets every origin subscribe, never publish. Pages of other "
+        "origins are refused with 403",
+    )
+    access.add_argument(
+        "--publish-token",
+        default=None,
+        metavar="TOKEN",
+        help=f"publishing needs Authorization: Bearer TOKEN (better: set {_PUBLISH_TOKEN_ENV}, "
+        "which the process list does not show)",
+    )
+    access.add_argument(
+        "--subscribe-secret",
+        default=None,
+        metavar="SECRET",
+        help="subscribing needs a token signed with SECRET (see longpoll token) that grants "
+        f"the categories (better: set {_SUBSCRIBE_SECRET_ENV})",
+    )
+    access.add_argument(
+        "--authorize",
+        default=None,
+        metavar="MODULE:NAME",
+        help="your own hook authorize(request, action, categories) -> bool, sync or async, "
+        "imported from MODULE",
+    )
     limits = serve.add_argument_group("connection limits")
     for flag, field, kind, metavar, text in _LIMIT_FLAGS:
         limits.add_argument(
@@ -168,6 +207,29 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["debug", "info", "warning", "error"],
         help="logging level",
     )
+
+    token = commands.add_parser(
+        "token",
+        help="print a subscribe token for categories",
+        description="Print a signed token (JWT, HS256) that lets its holder subscribe to the "
+        "categories, for a server started with --subscribe-secret.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    token.add_argument(
+        "--secret-env",
+        default=_SUBSCRIBE_SECRET_ENV,
+        metavar="VAR",
+        help="environment variable holding the secret",
+    )
+    token.add_argument(
+        "--category",
+        action="append",
+        required=True,
+        metavar="CATEGORY",
+        help="a category the token grants, or PREFIX* for every category starting with PREFIX; "
+        "repeat for more",
+    )
+    token.add_argument("--ttl", type=float, default=3600.0, metavar="S", help="seconds it is valid")
 
     subscribe = commands.add_parser(
         "subscribe",
@@ -230,6 +292,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "serve":
         return _serve(parser, args)
+    if args.command == "token":
+        return _token(parser, args)
     if args.command in ("subscribe", "publish"):
         return _run_client(parser, args)
     parser.error(f"unknown command {args.command!r}")
@@ -238,10 +302,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from longpoll.server import bind_socket
 
+    if args.publish_path == "off":
+        args.publish_path = None
     paths = {"--subscribe-path": args.subscribe_path, "--publish-path": args.publish_path}
     for flag, path in paths.items():
-        if not path.startswith("/"):
+        if path is not None and not path.startswith("/"):
             parser.error(f"{flag} must start with '/'")
+    if args.publish_token is None:
+        args.publish_token = os.environ.get(_PUBLISH_TOKEN_ENV) or None
+    if args.subscribe_secret is None:
+        args.subscribe_secret = os.environ.get(_SUBSCRIBE_SECRET_ENV) or None
+    if args.authorize is not None:
+        _load_hook(parser, args.authorize)
     if args.workers < 1:
         parser.error("--workers must be at least 1")
     if args.workers > 1 and args.redis is None:
@@ -259,6 +331,7 @@ def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         parser.error(_flag_names(str(exc)))
 
     _configure_logging(args)
+    _warn_if_open(args)
     try:
         sock = bind_socket(args.host, args.port)
     except OSError as exc:
@@ -276,6 +349,7 @@ def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
 def _build_app(args: argparse.Namespace, addon: AddOn | None) -> LongpollApp:
     """The app that `longpoll serve` runs, from its flags; raises ValueError for bad ones."""
+    from longpoll.access import AccessPolicy
     from longpoll.asgi import LongpollApp
     from longpoll.backends import Backend, MemoryBackend
     from longpoll.manager import LongpollManager
@@ -294,12 +368,70 @@ def _build_app(args: argparse.Namespace, addon: AddOn | None) -> LongpollApp:
         from longpoll.backends.redis import RedisBackend
 
         backend = RedisBackend(args.redis, key_prefix=args.redis_prefix)
+    access = AccessPolicy(
+        cors_origins=args.cors_origin,
+        publish_token=args.publish_token,
+        subscribe_secret=args.subscribe_secret,
+        authorize=None if args.authorize is None else _load_hook(None, args.authorize),
+    )
     return LongpollApp(
         LongpollManager(options, backend=backend),
         subscribe_path=args.subscribe_path,
         publish_path=args.publish_path,
         body_timeout_seconds=args.body_timeout,
+        access=access,
     )
+
+
+def _load_hook(parser: argparse.ArgumentParser | None, target: str) -> Authorize:
+    """The `--authorize` hook MODULE:NAME; a usage error (or ValueError) if it cannot be loaded."""
+    module_name, _, name = target.partition(":")
+    try:
+        if not module_name or not name:
+            raise ValueError("give it as MODULE:NAME, e.g. myapp.auth:authorize")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise ValueError(f"cannot import {module_name}: {exc}") from None
+        hook = getattr(module, name, None)
+        if not callable(hook):
+            raise ValueError(f"{module_name} has no callable named {name}")
+    except ValueError as exc:
+        if parser is None:
+            raise ValueError(f"--authorize {target}: {exc}") from None
+        parser.error(f"--authorize {target}: {exc}")
+    return cast("Authorize", hook)
+
+
+def _warn_if_open(args: argparse.Namespace) -> None:
+    """Warn when a server other machines can reach lets anyone publish or subscribe."""
+    if args.host in ("127.0.0.1", "::1", "localhost"):
+        return
+    open_to = []
+    if args.publish_path is not None and args.publish_token is None and args.authorize is None:
+        open_to.append(f"publish (--publish-token or {_PUBLISH_TOKEN_ENV}, or --publish-path off)")
+    if args.subscribe_secret is None and args.authorize is None:
+        open_to.append(f"subscribe (--subscribe-secret or {_SUBSCRIBE_SECRET_ENV})")
+    if open_to:
+        logging.getLogger("longpoll.server").warning(
+            "listening on %s, which other machines may reach, and anyone may %s; "
+            "or use --authorize",
+            args.host,
+            " and ".join(open_to),
+        )
+
+
+def _token(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from longpoll.tokens import issue
+
+    secret = os.environ.get(args.secret_env)
+    if not secret:
+        parser.error(f"the environment variable {args.secret_env} (--secret-env) is not set")
+    try:
+        print(issue(secret, args.category, args.ttl))
+    except (ValueError, InvalidRequest) as exc:
+        parser.error(str(exc).replace("ttl_seconds", "--ttl").replace("secret", args.secret_env, 1))
+    return 0
 
 
 def _limits(args: argparse.Namespace) -> ServerLimits:
@@ -311,7 +443,9 @@ def _flag_names(message: str) -> str:
     """`message` with the names of connection limits replaced by their flags."""
     for flag, field, *_ in _LIMIT_FLAGS:
         message = message.replace(field, flag)
-    return message.replace("body_timeout_seconds", "--body-timeout")
+    message = message.replace("body_timeout_seconds", "--body-timeout")
+    message = message.replace("publish_token", f"--publish-token (or {_PUBLISH_TOKEN_ENV})")
+    return message.replace("subscribe_secret", f"--subscribe-secret (or {_SUBSCRIBE_SECRET_ENV})")
 
 
 def _configure_logging(args: argparse.Namespace) -> None:

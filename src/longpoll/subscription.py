@@ -45,7 +45,7 @@ def parse_subscription(
     """
     categories: list[str] = []
     timeout_text = since_text = last_id_text = None
-    for key, value in _query_pairs(query_string.decode("utf-8", "surrogateescape")):
+    for key, value in query_pairs(query_string.decode("utf-8", "surrogateescape")):
         if key == "category":
             categories.append(value)
         elif key == "timeout":
@@ -98,7 +98,8 @@ def _to_int(text: str) -> int:
     return -(2**64) if text.startswith("-") else 2**64
 
 
-def _query_pairs(query: str) -> list[tuple[str, str]]:
+def query_pairs(query: str) -> list[tuple[str, str]]:
+    """The key/value pairs of a query string, unquoted, blank values kept."""
     if "%" in query or "+" in query:
         # Undecodable bytes survive as surrogates so that the category check reports
         # them in its turn, after the timeout check.
