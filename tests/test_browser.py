@@ -29,6 +29,7 @@ from longpoll import BrowserClientHandler, LongpollApp, LongpollManager, Options
 from longpoll._http import Receive, Scope, Send
 from longpoll.browser import client_script
 from tests.servers import http_client, serve_app, serve_until_crash, wait_for_waiters
+from tests.test_client_token import TokenGate
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -126,6 +127,17 @@ async def site(options: Options | None = None) -> AsyncIterator[tuple[Site, str,
     app = Site(LongpollApp(manager))
     async with serve_app(app, manager) as server:
         yield app, server.url, manager
+
+
+@contextlib.asynccontextmanager
+async def token_site(
+    tokens: dict[str, set[str]],
+) -> AsyncIterator[tuple[TokenGate, str, LongpollManager]]:
+    """A `Site` whose events and publish need a bearer token of `tokens` (see `TokenGate`)."""
+    manager = LongpollManager()
+    gate = TokenGate(LongpollApp(manager), tokens)
+    async with serve_app(Site(gate), manager) as server:
+        yield gate, server.url, manager
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -442,6 +454,132 @@ async def test_basic_auth_and_extra_headers_are_sent(page: Page) -> None:
             assert request.headers["x-other"] == "two words"
 
 
+# Starts a client (as `start`) whose token function gives the tokens of `window.tokens`
+# in turn, then the last one again, as a Promise or as a plain string, and notes each
+# token it gives in `window.given`. `window.tokens` may be replaced as it runs.
+START_WITH_TOKENS = """([tokens, options, retry, promise]) => {
+  window.tokens = tokens;
+  window.given = [];
+  const next = () => {
+    given.push(window.tokens.length > 1 ? window.tokens.shift() : window.tokens[0]);
+    return given[given.length - 1];
+  };
+  const token = promise
+    ? () => new Promise((resolve) => setTimeout(() => resolve(next()), 0))
+    : next;
+  return start({ ...options, token }, retry);
+}"""
+
+
+async def start_with_tokens(
+    page: Page,
+    tokens: list[str],
+    options: dict[str, Any],
+    *,
+    retry: bool = True,
+    promise: bool = True,
+) -> None:
+    await page.evaluate(START_WITH_TOKENS, [tokens, options, retry, promise])
+
+
+async def test_a_token_function_authorizes_every_request_and_renews_after_a_401(
+    page: Page,
+) -> None:
+    tokens = {"good": {"c"}}
+    async with token_site(tokens) as (gate, url, manager):
+        await open_harness(page, url)
+        options = {"subscribeUrl": "/events", "publishUrl": "/publish", "category": "c"}
+        await start_with_tokens(page, ["expired", "good"], options)
+        await wait_for_waiters(manager, 1)  # refused once, then let in at once
+        first = await manager.publish("c", "first")
+        await wait_until(page, "got.events.length === 1")
+        await wait_for_waiters(manager, 1)
+
+        # The token expires while a poll waits; the function gives it once more, then a
+        # new one when asked again after the 401.
+        await page.evaluate("window.tokens = ['good', 'renewed']")
+        del tokens["good"]
+        tokens["renewed"] = {"c"}
+        second = await manager.publish("c", "second")
+        await wait_until(page, "got.events.length === 2")
+        await wait_for_waiters(manager, 1)
+        answer = await page.evaluate("client.publish('c', 'from the page')")
+        await wait_until(page, "got.events.length === 3")
+        await wait_for_waiters(manager, 1)
+
+        result = await got(page)
+        given = await page.evaluate("given")
+        await page.evaluate("client.stop()")
+    assert [event["id"] for event in result["events"]] == [
+        str(first.id),
+        str(second.id),
+        answer["id"],
+    ]
+    assert result["failures"] == []  # the renewals cured both 401s
+    assert [(seen.path, seen.status) for seen in gate.seen[:6]] == [
+        ("/events", 401),
+        ("/events", 200),
+        ("/events", 200),
+        ("/events", 401),
+        ("/events", 200),
+        ("/publish", 200),
+    ]
+    expected = ["expired", "good", "good", "good", "renewed", "renewed", "renewed"]
+    assert given == expected  # one call per request: the six above and the poll waiting
+    assert gate.authorizations() == [f"Bearer {token}" for token in expected]
+
+
+async def test_a_refused_token_is_a_failure_and_403_is_never_retried(page: Page) -> None:
+    async with token_site({"good": {"c"}}) as (gate, url, _):
+        await open_harness(page, url)
+        options = {"subscribeUrl": "/events", "publishUrl": "/publish", "category": "c"}
+        # A string token is not renewed: its 401 goes to onFailure, which stops here.
+        await start(page, {**options, "token": "forged"}, retry=False)
+        await wait_until(page, "got.failures.length === 1 && !client.running")
+        assert (await got(page))["failures"] == [
+            {"message": "missing, expired or unknown token", "status": 401}
+        ]
+        assert gate.statuses("/events") == [401]
+
+        # A function's token refused twice in a row is a failure too.
+        await start_with_tokens(page, ["expired", "revoked", "good"], options, retry=False)
+        await wait_until(page, "got.failures.length === 1 && !client.running")
+        assert (await got(page))["failures"][0]["status"] == 401
+        assert await page.evaluate("given") == ["expired", "revoked"]
+        assert gate.statuses("/events") == [401, 401, 401]
+
+        # A token that does not grant the category: 403 at once, never retried.
+        await start_with_tokens(
+            page, ["good"], {**options, "category": "d"}, retry=False, promise=False
+        )
+        await wait_until(page, "got.failures.length === 1 && !client.running")
+        assert (await got(page))["failures"] == [
+            {"message": "the token does not grant this category", "status": 403}
+        ]
+        refused = await page.evaluate(
+            "client.publish('d', 1).then(() => null, (error) => [error.status, error.message])"
+        )
+        assert refused == [403, "the token does not grant this category"]
+        assert await page.evaluate("given") == ["good", "good"]
+
+        # A token function that throws is a failure with no answer (status 0).
+        await page.evaluate(
+            """(options) => start({
+              ...options,
+              token: () => { throw new Error("no token today"); },
+            }, false)""",
+            options,
+        )
+        await wait_until(page, "got.failures.length === 1 && !client.running")
+        assert (await got(page))["failures"] == [
+            {"message": "the token function failed: no token today", "status": 0}
+        ]
+    assert [(seen.path, seen.status) for seen in gate.seen[3:]] == [
+        ("/events", 403),
+        ("/publish", 403),
+    ]
+
+
 # --- resume and gaps ---------------------------------------------------------------
 
 
@@ -509,6 +647,11 @@ BAD_OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("successWaitSeconds", {"successWaitSeconds": -1}),
     ("sucessWaitSeconds", {"successWaitSeconds": 1, "sucessWaitSeconds": 2}),
     ("basicAuthPassword", {"basicAuthUsername": "me"}),
+    ("token", {"token": ""}),
+    ("token", {"token": "Bearer abc"}),
+    ("token", {"token": 42}),
+    ("token", {"token": "abc", "basicAuthUsername": "me", "basicAuthPassword": "pw"}),
+    ("token", {"token": "abc", "extraRequestHeaders": [{"key": "authorization", "value": "x"}]}),
     ("extraRequestHeaders", {"extraRequestHeaders": {"X-A": "b"}}),
     ("extraRequestHeaders", {"extraRequestHeaders": [{"key": "bad name", "value": "x"}]}),
     ("loggingEnabled", {"loggingEnabled": "yes"}),

@@ -2,10 +2,12 @@
 
 `AsyncClient` and `Client` share one implementation of the protocol (`_core`);
 they differ only in how they wait. They work with any server of the protocol,
-golongpoll's included. Every error they raise derives from `longpoll.LongpollError`:
+golongpoll's included. Both can present a bearer token (`token=`, a string or a
+function that renews it; see `AsyncClient`). Every error they raise derives from
+`longpoll.LongpollError`:
 
     LongpollError
-     +-- InvalidRequest (also ValueError)  a bad category, data, since or last_id
+     +-- InvalidRequest (also ValueError)  a bad category, data, since, last_id or token
      +-- ClientError                       a request failed
           +-- ServerError                  the server answered with an error (.status, .message)
           +-- ProtocolError                the answer is not the protocol's JSON
@@ -13,13 +15,21 @@ golongpoll's included. Every error they raise derives from `longpoll.LongpollErr
 """
 
 from longpoll.client._async import AsyncClient, AsyncEventStream
-from longpoll.client._core import FailureHandler, Published, ReceivedEvent, Since
+from longpoll.client._core import (
+    AsyncToken,
+    FailureHandler,
+    Published,
+    ReceivedEvent,
+    Since,
+    Token,
+)
 from longpoll.client._sync import Client, EventStream
 from longpoll.errors import ClientError, ConnectionFailed, ProtocolError, ServerError
 
 __all__ = [
     "AsyncClient",
     "AsyncEventStream",
+    "AsyncToken",
     "Client",
     "ClientError",
     "ConnectionFailed",
@@ -30,4 +40,5 @@ __all__ = [
     "ReceivedEvent",
     "ServerError",
     "Since",
+    "Token",
 ]

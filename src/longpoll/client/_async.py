@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import uuid
 import weakref
 from collections import deque
@@ -13,7 +14,15 @@ from typing import Any
 import httpx
 
 from longpoll.client import _core
-from longpoll.client._core import FailureHandler, Published, ReceivedEvent, Since, StreamState
+from longpoll.client._core import (
+    AsyncToken,
+    FailureHandler,
+    Published,
+    ReceivedEvent,
+    Settings,
+    Since,
+    StreamState,
+)
 from longpoll.errors import ClientError
 
 
@@ -31,6 +40,16 @@ class AsyncClient:
       shortened by a random factor of up to a half.
     - `success_wait_seconds`: a wait after each successful poll (0).
     - `basic_auth` (a `(username, password)` pair) and `headers` go with every request.
+    - `token`: a bearer token, sent as `Authorization: Bearer <token>` with every
+      request; not with `basic_auth` or an `Authorization` header. Or a function
+      returning the current token (a string, or an awaitable of one: it may be
+      async), called before each request, poll and publish alike, on the event
+      loop; it should cache the token and renew it shortly before it expires. An
+      exception it raises, or `InvalidRequest` for a value that is not a token,
+      ends the subscription (or the publish). When the server refuses a token
+      with 401, the request is sent once more at once with the function's next
+      token; a 401 after that, a 401 to a string token and any 403 are
+      `ServerError`s, which stop the subscription unless `on_failure` says otherwise.
     - `on_failure(error)`: called with each failed poll; True retries, False stops
       the subscription, which then raises the error. Without it, connection
       failures and 5xx, 408 and 429 answers are retried and the others raise.
@@ -49,6 +68,7 @@ class AsyncClient:
         max_retry_wait_seconds: float = 30.0,
         success_wait_seconds: float = 0.0,
         basic_auth: tuple[str, str] | None = None,
+        token: AsyncToken | None = None,
         headers: Mapping[str, str] | None = None,
         on_failure: FailureHandler | None = None,
         http_client: httpx.AsyncClient | None = None,
@@ -64,6 +84,8 @@ class AsyncClient:
             basic_auth,
             headers,
             on_failure,
+            token,
+            awaitable_tokens=True,
         )
         if http_client is not None and transport is not None:
             raise ValueError("give http_client or transport, not both")
@@ -112,12 +134,9 @@ class AsyncClient:
         body = _core.publish_body(category, data)
         if self._closed:
             raise _core.closed_client()
-        try:
-            response = await self._http.post(
-                url, content=body, headers=self.settings.publish_headers()
-            )
-        except httpx.HTTPError as exc:
-            raise _core.connection_failed(exc, url) from exc
+        response = await self._post(url, body)
+        if self.settings.renews_token(response.status_code):
+            response = await self._post(url, body)
         return _core.published(response.status_code, response.content, response.reason_phrase)
 
     async def aclose(self) -> None:
@@ -145,15 +164,26 @@ class AsyncClient:
         if self._closed:
             raise _core.closed_client()
         url = state.poll_url()
+        response = await self._get(url)
+        if self.settings.renews_token(response.status_code):
+            response = await self._get(url)
+        return state.received(response.status_code, response.content, response.reason_phrase)
+
+    async def _get(self, url: httpx.URL) -> httpx.Response:
+        headers = self.settings.poll_headers(await _current_token(self.settings))
         try:
-            response = await self._http.get(
-                url,
-                headers=self.settings.poll_headers(),
-                timeout=self.settings.poll_timeout(self._http.timeout),
+            return await self._http.get(
+                url, headers=headers, timeout=self.settings.poll_timeout(self._http.timeout)
             )
         except httpx.HTTPError as exc:
             raise _core.connection_failed(exc, url) from exc
-        return state.received(response.status_code, response.content, response.reason_phrase)
+
+    async def _post(self, url: httpx.URL, body: bytes) -> httpx.Response:
+        headers = self.settings.publish_headers(await _current_token(self.settings))
+        try:
+            return await self._http.post(url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise _core.connection_failed(exc, url) from exc
 
 
 class AsyncEventStream:
@@ -254,6 +284,17 @@ class AsyncEventStream:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+async def _current_token(settings: Settings) -> object:
+    """What the token provider gives for the next request (None without one)."""
+    provider = settings.token_provider
+    if provider is None:
+        return None
+    token = provider()
+    if inspect.isawaitable(token):
+        token = await token
+    return token
 
 
 def _being_cancelled() -> bool:

@@ -2,18 +2,21 @@
 
 It checks options and arguments, builds subscribe URLs and publish bodies, turns
 answers into events or errors, keeps a subscription's resume position, and decides
-whether and how long to wait before the next poll. The async and sync shells only
-send the requests and do the waiting.
+whether and how long to wait before the next poll, and whether a refused token is
+worth one more try. The async and sync shells only send the requests, call the
+token provider and do the waiting.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime
+import inspect
 import logging
 import random
+import re
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal, TypeGuard
 
@@ -38,6 +41,13 @@ buffered) or "now" (only events published after its first request arrives)."""
 FailureHandler = Callable[[ClientError], bool]
 """Called with each failure; True retries after a back-off wait, False stops."""
 
+Token = str | Callable[[], str]
+"""The `token` option of `Client`: a bearer token, or a function returning the
+current one, called before each request."""
+
+AsyncToken = str | Callable[[], str | Awaitable[str]]
+"""The `token` option of `AsyncClient`: as `Token`, and the function may be async."""
+
 REQUEST_TIMEOUT_SECONDS = 30.0
 """Connect, write and pool timeouts of the clients' own httpx clients, and the read
 timeout of a publish."""
@@ -45,6 +55,12 @@ READ_MARGIN_SECONDS = 15.0
 """A poll's read timeout is its poll timeout plus this: the server answers first."""
 _RETRIED_STATUSES = frozenset({408, 429})
 _MAX_MESSAGE_CHARS = 200
+_UNAUTHORIZED = 401
+_TOKEN = re.compile(r"[\x21-\x7e]+")
+"""A bearer token as it may go in a header: visible ASCII characters, no space."""
+_TOKEN_RULE = (
+    'must be a non-empty string of visible ASCII characters, the token alone (no "Bearer ")'
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,20 +113,41 @@ class Settings:
     max_retry_wait_seconds: float
     success_wait_seconds: float
     headers: dict[str, str]
-    """Extra headers of every request, with the basic auth header if one was given."""
+    """Extra headers of every request, with the basic auth header or the bearer token
+    header if one was given (a token given as a string)."""
     on_failure: FailureHandler | None
+    token_provider: Callable[[], object] | None = None
+    """The function giving the current bearer token, called before each request."""
 
-    def poll_headers(self) -> httpx.Headers:
-        """The headers of a poll: JSON answers (not Server-Sent Events), plus ours."""
-        return self._with_headers("Accept")
+    def poll_headers(self, token: object = None) -> httpx.Headers:
+        """The headers of a poll: JSON answers (not Server-Sent Events), plus ours.
 
-    def publish_headers(self) -> httpx.Headers:
-        """The headers of a publish request."""
-        return self._with_headers("Content-Type")
+        `token` is what the token provider returned for this request (ignored
+        without a provider); `InvalidRequest` if it is not a token.
+        """
+        return self._with_headers("Accept", token)
 
-    def _with_headers(self, json_header: str) -> httpx.Headers:
+    def publish_headers(self, token: object = None) -> httpx.Headers:
+        """The headers of a publish request, with `token` as for `poll_headers`."""
+        return self._with_headers("Content-Type", token)
+
+    def renews_token(self, status: int) -> bool:
+        """Whether an answer of `status` calls for sending the request once more, at
+        once, with a fresh token from the provider: a 401 when there is a provider.
+
+        The shells ask this of the first answer only, so a token refused twice in
+        a row (or a static one refused once) is an error for the caller.
+        """
+        if status != _UNAUTHORIZED or self.token_provider is None:
+            return False
+        logger.info("the server refused the token (401); trying once more with a fresh one")
+        return True
+
+    def _with_headers(self, json_header: str, token: object) -> httpx.Headers:
         headers = httpx.Headers({json_header: "application/json"})
         headers.update(self.headers)
+        if self.token_provider is not None:
+            headers["Authorization"] = bearer(_provided_token(token))
         return headers
 
     def poll_timeout(self, base: httpx.Timeout) -> httpx.Timeout:
@@ -133,8 +170,15 @@ def make_settings(
     basic_auth: tuple[str, str] | None,
     headers: Mapping[str, str] | None,
     on_failure: FailureHandler | None,
+    token: str | Callable[[], object] | None = None,
+    *,
+    awaitable_tokens: bool = False,
 ) -> Settings:
-    """Check the options of a client, raising `ValueError` naming the first bad one."""
+    """Check the options of a client, raising `ValueError` naming the first bad one.
+
+    `token` is a bearer token or a function returning one; with `awaitable_tokens`
+    (the async client), the function may return an awaitable of it.
+    """
     if (
         isinstance(poll_timeout_seconds, bool)
         or not isinstance(poll_timeout_seconds, int)
@@ -155,6 +199,9 @@ def make_settings(
             raise ValueError("basic_auth must be a (username, password) pair of strings")
         credentials = base64.b64encode(":".join(basic_auth).encode("utf-8")).decode("ascii")
         all_headers["Authorization"] = f"Basic {credentials}"
+    token_provider = _check_token_option(token, basic_auth, all_headers, awaitable_tokens)
+    if isinstance(token, str):
+        all_headers["Authorization"] = bearer(token)
     if on_failure is not None and not callable(on_failure):
         raise ValueError("on_failure must be callable")
     return Settings(
@@ -166,7 +213,52 @@ def make_settings(
         success_wait_seconds=float(success_wait_seconds),
         headers=all_headers,
         on_failure=on_failure,
+        token_provider=token_provider,
     )
+
+
+def bearer(token: str) -> str:
+    """The `Authorization` header value that presents `token`."""
+    return f"Bearer {token}"
+
+
+def _check_token_option(
+    token: object,
+    basic_auth: object,
+    headers: Mapping[str, str],
+    awaitable_tokens: bool,
+) -> Callable[[], object] | None:
+    """The token provider of the `token` option (None for a string or no token)."""
+    if token is None:
+        return None
+    if basic_auth is not None:
+        raise ValueError("give basic_auth or token, not both")
+    if any(name.lower() == "authorization" for name in headers):
+        raise ValueError("give an Authorization header or token, not both")
+    if isinstance(token, str):
+        if _TOKEN.fullmatch(token) is None:
+            raise ValueError(f"token {_TOKEN_RULE}")
+        return None
+    if not callable(token):
+        raise ValueError(
+            f"token must be a string or a function returning one, not {type(token).__name__}"
+        )
+    if not awaitable_tokens and inspect.iscoroutinefunction(token):
+        raise ValueError("token must be a function returning a string: async ones need AsyncClient")
+    return token
+
+
+def _provided_token(token: object) -> str:
+    """What the token provider returned, if it is a token; `InvalidRequest` (a
+    `ValueError`) otherwise, before anything is sent.
+
+    The messages never show the token: it is a secret.
+    """
+    if not isinstance(token, str):
+        raise InvalidRequest(f"the token provider must return a string, not {type(token).__name__}")
+    if _TOKEN.fullmatch(token) is None:
+        raise InvalidRequest(f"the token provider's token {_TOKEN_RULE}")
+    return token
 
 
 def _check_url(name: str, url: str) -> httpx.URL:

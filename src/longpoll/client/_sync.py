@@ -22,7 +22,15 @@ from typing import Any
 import httpx
 
 from longpoll.client import _core
-from longpoll.client._core import FailureHandler, Published, ReceivedEvent, Since, StreamState
+from longpoll.client._core import (
+    FailureHandler,
+    Published,
+    ReceivedEvent,
+    Settings,
+    Since,
+    StreamState,
+    Token,
+)
 from longpoll.errors import ClientError
 
 
@@ -37,6 +45,12 @@ class Client:
     and `transport` an `httpx.BaseTransport`. Unless one of those two is given,
     each subscription polls over connections of its own, so that `stop()` can
     end its poll at once from any thread (see `EventStream`).
+
+    A `token` function must return a string (not an awaitable). It is called in
+    the thread that makes the request: each stream's iterating thread and each
+    publishing thread, so possibly in several threads at once. Like
+    `AsyncClient`'s, it should cache the token and renew it shortly before it
+    expires; after a 401 it is called once more and the request repeated.
     """
 
     def __init__(
@@ -49,6 +63,7 @@ class Client:
         max_retry_wait_seconds: float = 30.0,
         success_wait_seconds: float = 0.0,
         basic_auth: tuple[str, str] | None = None,
+        token: Token | None = None,
         headers: Mapping[str, str] | None = None,
         on_failure: FailureHandler | None = None,
         http_client: httpx.Client | None = None,
@@ -64,6 +79,7 @@ class Client:
             basic_auth,
             headers,
             on_failure,
+            token,
         )
         if http_client is not None and transport is not None:
             raise ValueError("give http_client or transport, not both")
@@ -118,10 +134,9 @@ class Client:
         body = _core.publish_body(category, data)
         if self._closed:
             raise _core.closed_client()
-        try:
-            response = self._http.post(url, content=body, headers=self.settings.publish_headers())
-        except httpx.HTTPError as exc:
-            raise _core.connection_failed(exc, url) from exc
+        response = self._post(url, body)
+        if self.settings.renews_token(response.status_code):
+            response = self._post(url, body)
         return _core.published(response.status_code, response.content, response.reason_phrase)
 
     def close(self) -> None:
@@ -146,6 +161,13 @@ class Client:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    def _post(self, url: httpx.URL, body: bytes) -> httpx.Response:
+        headers = self.settings.publish_headers(_current_token(self.settings))
+        try:
+            return self._http.post(url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise _core.connection_failed(exc, url) from exc
 
     def _new_http_client(self, transport: httpx.BaseTransport | None) -> httpx.Client:
         if transport is not None:
@@ -228,20 +250,30 @@ class EventStream:
     def _poll(self) -> list[ReceivedEvent]:
         state = self._state
         url = state.poll_url()
-        if not self._sockets.poll_started():
+        response = self._get(url)
+        if response is not None and state.settings.renews_token(response.status_code):
+            response = self._get(url)
+        if response is None:
             return []  # stopped
+        return state.received(response.status_code, response.content, response.reason_phrase)
+
+    def _get(self, url: httpx.URL) -> httpx.Response | None:
+        """One request of a poll; None if the stream was stopped before it started."""
+        settings = self._state.settings
+        headers = settings.poll_headers(_current_token(settings))
+        if not self._sockets.poll_started():
+            return None
         try:
-            response = self._http.get(
+            return self._http.get(
                 url,
-                headers=state.settings.poll_headers(),
-                timeout=state.settings.poll_timeout(self._http.timeout),
+                headers=headers,
+                timeout=settings.poll_timeout(self._http.timeout),
                 extensions={"trace": self._sockets.trace},
             )
         except httpx.HTTPError as exc:
             raise _core.connection_failed(exc, url) from exc
         finally:
             self._sockets.poll_ended()
-        return state.received(response.status_code, response.content, response.reason_phrase)
 
     def stop(self) -> None:
         """End the stream from any thread: the iteration ends, a poll in flight at once."""
@@ -322,6 +354,14 @@ class _Sockets:
         for sock in sockets:
             _shut_down(sock)
         return polling
+
+
+def _current_token(settings: Settings) -> object:
+    """What the token provider gives for the next request (None without one)."""
+    provider = settings.token_provider
+    if provider is None:
+        return None
+    return provider()
 
 
 def _shut_down(sock: socket.socket) -> None:

@@ -28,6 +28,20 @@
  *   });
  *   await client.publish("news", { title: "hello" });
  *   client.stop();
+ *
+ * Credentials go with every request, poll and publish alike: basicAuthUsername and
+ * basicAuthPassword (HTTP basic authentication), extraRequestHeaders ([{key, value}]),
+ * or `token`, sent as `Authorization: Bearer <token>`. `token` is a string, or a
+ * function returning the current token (a string, or a Promise of one), called
+ * before each request; it should cache the token and renew it shortly before it
+ * expires, for instance by fetching a new one from your server. When the server
+ * answers 401 to a function's token, the request is sent once more at once with the
+ * function's next token; a 401 after that, a 401 to a string token and any 403 go
+ * to onFailure (or reject the publish) like any other failure, as does a function
+ * that throws or returns something that is not a token. `token` cannot be combined
+ * with basic authentication or an Authorization header in extraRequestHeaders.
+ *
+ *   token: async () => (await fetch("/my-token")).text(),
  */
 var longpoll = (function () {
   "use strict";
@@ -52,6 +66,7 @@ var longpoll = (function () {
     sucessWaitSeconds: undefined, // golongpoll's spelling of successWaitSeconds
     basicAuthUsername: "",
     basicAuthPassword: "",
+    token: undefined,
     extraRequestHeaders: [],
     loggingEnabled: false,
   };
@@ -75,6 +90,13 @@ var longpoll = (function () {
   function isNumber(value) {
     return typeof value === "number" && Number.isFinite(value);
   }
+
+  // A bearer token as it may go in a header: visible ASCII characters, no space.
+  function isToken(value) {
+    return typeof value === "string" && /^[\x21-\x7e]+$/.test(value);
+  }
+  const TOKEN_RULE =
+    'must be a non-empty string of visible ASCII characters, the token alone (no "Bearer ")';
 
   function utf8Length(text) {
     return new TextEncoder().encode(text).length;
@@ -210,6 +232,19 @@ var longpoll = (function () {
     }
     config.extraRequestHeaders = config.extraRequestHeaders.map(({ key, value }) => ({ key, value }));
 
+    if (config.token === null) config.token = undefined;
+    if (config.token !== undefined) {
+      if (typeof config.token !== "function" && !isToken(config.token)) {
+        throw optionError("token", `${TOKEN_RULE}, or a function returning one`);
+      }
+      if (config.basicAuthUsername !== "") {
+        throw optionError("token", "cannot be combined with basic authentication: give one");
+      }
+      if (config.extraRequestHeaders.some(({ key }) => key.toLowerCase() === "authorization")) {
+        throw optionError("token", "cannot be combined with an Authorization extraRequestHeader");
+      }
+    }
+
     if (typeof config.loggingEnabled !== "boolean") {
       throw optionError("loggingEnabled", "must be true or false");
     }
@@ -299,16 +334,18 @@ var longpoll = (function () {
     }
 
     async _publish(body) {
-      const headers = this._headers();
-      headers.set("Content-Type", "application/json");
       let response;
       let text;
       try {
-        response = await fetch(this.publishUrl, { method: "POST", headers, body, cache: "no-store" });
-        text = await response.text();
+        const request = { method: "POST", body, cache: "no-store" };
+        [response, text] = await this._send(this.publishUrl, request, "application/json");
       } catch (error) {
-        this.log(`publish failed: ${error.message}`);
-        throw new LongpollError(`publish failed: ${error.message}`, 0, "");
+        const failure =
+          error instanceof LongpollError
+            ? error
+            : new LongpollError(`publish failed: ${error.message}`, 0, "");
+        this.log(failure.message);
+        throw failure;
       }
       let answer = null;
       try {
@@ -324,15 +361,51 @@ var longpoll = (function () {
       throw new LongpollError(message, response.status, text);
     }
 
-    _headers() {
+    // The headers of a request; `token` is the bearer token for it, if any.
+    _headers(token) {
       const headers = new Headers();
       if (this.basicAuthUsername) {
         headers.set("Authorization", basicAuthorization(this.basicAuthUsername, this.basicAuthPassword));
       }
+      if (token !== undefined) headers.set("Authorization", `Bearer ${token}`);
       for (const { key, value } of this.extraRequestHeaders) {
         headers.set(key, value);
       }
       return headers;
+    }
+
+    // The bearer token for the next request: the option itself, or what its function
+    // gives now. A function that throws or gives no token is a failure (status 0).
+    async _token() {
+      if (typeof this.token !== "function") return this.token;
+      let token;
+      try {
+        token = await this.token();
+      } catch (error) {
+        const reason = error instanceof Error ? error.message : String(error);
+        throw new LongpollError(`the token function failed: ${reason}`, 0, "");
+      }
+      if (!isToken(token)) {
+        throw new LongpollError(`the token function's token ${TOKEN_RULE}`, 0, "");
+      }
+      return token;
+    }
+
+    // Sends a request with our headers (`contentType` too, if given) and reads the
+    // answer: [response, text]. A 401 to a token function's token is sent once more
+    // at once, with the function's next token. Throws a LongpollError when the token
+    // function fails, else what fetch throws.
+    async _send(url, request, contentType) {
+      for (let attempt = 1; ; attempt++) {
+        const headers = this._headers(await this._token());
+        if (contentType) headers.set("Content-Type", contentType);
+        const response = await fetch(url, { ...request, headers });
+        const text = await response.text();
+        if (response.status !== 401 || typeof this.token !== "function" || attempt === 2) {
+          return [response, text];
+        }
+        this.log("the server refused the token (401): trying once more with a fresh one");
+      }
     }
 
     _pollUrl() {
@@ -413,14 +486,11 @@ var longpoll = (function () {
       let response;
       let text;
       try {
-        response = await fetch(this._pollUrl(), {
-          headers: this._headers(),
-          signal: controller.signal,
-          cache: "no-store",
-        });
-        text = await response.text();
+        const request = { signal: controller.signal, cache: "no-store" };
+        [response, text] = await this._send(this._pollUrl(), request);
       } catch (error) {
         if (!this.running) return "stopped";
+        if (error instanceof LongpollError) throw error;
         const reason = late ? "no answer before the poll timeout" : error.message;
         throw new LongpollError(`request failed: ${reason}`, 0, "");
       } finally {
