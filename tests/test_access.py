@@ -167,8 +167,8 @@ async def test_publish_token(portable: bool) -> None:
         for headers, message in (
             ({}, "publishing needs a token: send Authorization: Bearer <token>"),
             ({"authorization": "Basic dXNlcjpwYXNz"}, "publishing needs a token"),
-            ({"authorization": "Bearer " + PUBLISH_TOKEN[:-1]}, "the publish token is not valid"),
-            ({"authorization": "Bearer " + PUBLISH_TOKEN + "x"}, "the publish token is not valid"),
+            ({"authorization": "Bearer " + PUBLISH_TOKEN[:-1]}, "the token for publishing is not valid"),
+            ({"authorization": "Bearer " + PUBLISH_TOKEN + "x"}, "the token for publishing is not valid"),
         ):
             response = await client.post("/publish", json=body, headers=headers)
             assert response.status_code == 401

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import orjson
@@ -189,8 +189,15 @@ class Endpoint(enum.Enum):
     SUBSCRIBE = "subscribe"
     PUBLISH = "publish"
     STATS = "stats"
+    HEALTH = "health"
+    READY = "ready"
+    METRICS = "metrics"
     CLIENT = "client"
     CLIENT_MODULE = "client module"
+
+
+OPERATIONS = frozenset({Endpoint.STATS, Endpoint.HEALTH, Endpoint.READY, Endpoint.METRICS})
+"""The endpoints for operators (and their tools), not for subscribers and publishers."""
 
 
 class Routes:
@@ -200,26 +207,17 @@ class Routes:
     path ending in `.mjs`.
     """
 
-    def __init__(
-        self,
-        *,
-        subscribe_path: str,
-        publish_path: str | None,
-        stats_path: str | None,
-        client_path: str | None,
-    ) -> None:
-        paths: list[tuple[str | None, Endpoint]] = [
-            (subscribe_path, Endpoint.SUBSCRIBE),
-            (publish_path, Endpoint.PUBLISH),
-            (stats_path, Endpoint.STATS),
-            (client_path, Endpoint.CLIENT),
-        ]
+    def __init__(self, paths: Mapping[Endpoint, str | None]) -> None:
+        pairs = list(paths.items())
+        client_path = paths.get(Endpoint.CLIENT)
         if client_path is not None and client_path.endswith(".js"):
-            paths.append((client_path.removesuffix(".js") + ".mjs", Endpoint.CLIENT_MODULE))
+            pairs.append((Endpoint.CLIENT_MODULE, client_path.removesuffix(".js") + ".mjs"))
         self._endpoints: dict[str, Endpoint] = {}
-        for path, endpoint in paths:
+        for endpoint, path in pairs:
             if path is None:
                 continue
+            if not path.startswith("/"):
+                raise ValueError(f"the {endpoint.value} path must start with '/', not {path!r}")
             if path in self._endpoints:
                 raise ValueError(f"two endpoints share the path {path!r}")
             self._endpoints[path] = endpoint

@@ -29,6 +29,7 @@ import httptools
 from longpoll._api import (
     BODILESS_STATUSES,
     JSON_HEADERS,
+    OPERATIONS,
     PUBLISH_METHODS,
     SUBSCRIBE_METHODS,
     Endpoint,
@@ -62,12 +63,7 @@ _PIECE = 4096
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _LINGER_SECONDS = 2.0
 # Module names for the members: an enum member looked up on its class costs a call.
-_SUBSCRIBE, _PUBLISH, _STATS, _CLIENT = (
-    Endpoint.SUBSCRIBE,
-    Endpoint.PUBLISH,
-    Endpoint.STATS,
-    Endpoint.CLIENT,
-)
+_SUBSCRIBE, _PUBLISH, _CLIENT = Endpoint.SUBSCRIBE, Endpoint.PUBLISH, Endpoint.CLIENT
 _JSON_HEAD = b"".join(b"%b: %b\r\n" % header for header in JSON_HEADERS)
 
 
@@ -378,8 +374,8 @@ class HttpConnection(asyncio.Protocol):
             self._dispatch_subscribe(app, request)
         elif endpoint is _PUBLISH:
             self._dispatch_publish(app, request)
-        elif endpoint is _STATS:
-            self._server.spawn(self._finish(app.stats_response(request.method)))
+        elif endpoint in OPERATIONS:
+            self._server.spawn(self._finish(app.operations_response(endpoint, request)))
         elif endpoint is _CLIENT:
             self._respond(app.client.respond(request))
         else:

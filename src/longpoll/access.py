@@ -62,6 +62,8 @@ class AccessPolicy:
       (`longpoll.tokens.issue`) that grants each category it names, as
       `Authorization: Bearer` or `?token=`.
     - `authorize`: your own hook (see `Authorize`), asked after the checks above.
+    - `operations_token`: the endpoints for operators (stats, health, readiness,
+      metrics) need `Authorization: Bearer <operations_token>`.
     """
 
     def __init__(
@@ -71,6 +73,7 @@ class AccessPolicy:
         publish_token: str | None = None,
         subscribe_secret: str | bytes | None = None,
         authorize: Authorize | None = None,
+        operations_token: str | None = None,
     ) -> None:
         origins = {_normal_origin(origin) for origin in cors_origins}
         self._any_origin_subscribes = "*" in origins
@@ -78,6 +81,9 @@ class AccessPolicy:
         self._publish_token = None
         if publish_token is not None:
             self._publish_token = check_secret(publish_token, "publish_token")
+        self._operations_token = None
+        if operations_token is not None:
+            self._operations_token = check_secret(operations_token, "operations_token")
         self._verifier = None
         if subscribe_secret is not None:
             self._verifier = TokenVerifier(subscribe_secret, "subscribe_secret")
@@ -98,7 +104,7 @@ class AccessPolicy:
             raise HttpError(403, f"requests from origin {_shown(origin)} are not allowed")
         if action == "publish":
             if self._publish_token is not None:
-                self._check_publish_token(request)
+                _check_bearer(request, self._publish_token, "publishing")
         elif self._verifier is not None:
             self._check_subscribe_token(request, categories)
         if self._authorize is None:
@@ -112,6 +118,11 @@ class AccessPolicy:
         if decision is False:
             raise _forbidden(action)
         return self._decided(decision, action)
+
+    def check_operations(self, request: Request) -> None:
+        """Raise `HttpError` (401) if `request` may not use the endpoints for operators."""
+        if self._operations_token is not None:
+            _check_bearer(request, self._operations_token, "reading stats, health and readiness")
 
     def cors_headers(self, request: Request, action: Action) -> Headers:
         """The CORS headers for the answer to `request`: none unless its origin is listed."""
@@ -148,14 +159,6 @@ class AccessPolicy:
         host = request.header(b"host")
         _, _, netloc = text.partition("://")
         return host is not None and netloc == host.decode("latin-1").lower()
-
-    def _check_publish_token(self, request: Request) -> None:
-        token = _bearer(request)
-        if token is None:
-            raise _unauthorized("publishing needs a token: send Authorization: Bearer <token>")
-        assert self._publish_token is not None
-        if not hmac.compare_digest(token.encode("utf-8", "surrogateescape"), self._publish_token):
-            raise _unauthorized("the publish token is not valid")
 
     def _check_subscribe_token(self, request: Request, categories: tuple[str, ...]) -> None:
         assert self._verifier is not None
@@ -215,6 +218,14 @@ def _query_token(query: bytes) -> str | None:
         if key == "token" and value:
             return value
     return None
+
+
+def _check_bearer(request: Request, expected: bytes, what: str) -> None:
+    token = _bearer(request)
+    if token is None:
+        raise _unauthorized(f"{what} needs a token: send Authorization: Bearer <token>")
+    if not hmac.compare_digest(token.encode("utf-8", "surrogateescape"), expected):
+        raise _unauthorized(f"the token for {what} is not valid")
 
 
 def _unauthorized(message: str) -> HttpError:

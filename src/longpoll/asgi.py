@@ -13,11 +13,14 @@ import logging
 import orjson
 
 from longpoll._api import (
+    OPERATIONS,
     PUBLISH_METHODS,
     READ_METHODS,
+    SHUTTING_DOWN,
     SUBSCRIBE_METHODS,
     Endpoint,
     HttpError,
+    Request,
     Response,
     Routes,
     batch_body,
@@ -41,6 +44,7 @@ from longpoll._http import (
 )
 from longpoll.access import AccessPolicy, with_headers
 from longpoll.browser import BrowserClientHandler
+from longpoll.errors import BackendUnavailable, ManagerClosed
 from longpoll.event import Event
 from longpoll.manager import LongpollManager
 from longpoll.subscription import parse_subscription
@@ -170,6 +174,8 @@ class LongpollApp:
         subscribe_path: str = "/events",
         publish_path: str | None = "/publish",
         stats_path: str | None = "/stats",
+        health_path: str | None = "/healthz",
+        ready_path: str | None = "/readyz",
         client_path: str | None = "/longpoll.js",
         body_timeout_seconds: float = 30.0,
         access: AccessPolicy | None = None,
@@ -182,10 +188,14 @@ class LongpollApp:
         self.client_path = client_path
         self.body_timeout_seconds = body_timeout_seconds
         self.routes = Routes(
-            subscribe_path=subscribe_path,
-            publish_path=publish_path,
-            stats_path=stats_path,
-            client_path=client_path,
+            {
+                Endpoint.SUBSCRIBE: subscribe_path,
+                Endpoint.PUBLISH: publish_path,
+                Endpoint.STATS: stats_path,
+                Endpoint.HEALTH: health_path,
+                Endpoint.READY: ready_path,
+                Endpoint.CLIENT: client_path,
+            }
         )
         self._subscribe = SubscribeHandler(manager, access=self.access)
         self._publish = PublishHandler(
@@ -206,10 +216,10 @@ class LongpollApp:
                 await self._subscribe(scope, receive, send)
             elif endpoint is Endpoint.PUBLISH:
                 await self._publish(scope, receive, send)
-            elif endpoint is Endpoint.STATS:
+            elif endpoint in OPERATIONS:
                 try:
-                    response = await self.stats_response(scope["method"])
-                except Exception as exc:  # as the own server answers it: 405, 503
+                    response = await self.operations_response(endpoint, request_of(scope))
+                except Exception as exc:  # as the own server answers it: 401, 405, 503
                     response = error_answer(exc)
                 await send_response(send, response)
             elif endpoint is Endpoint.CLIENT:
@@ -221,11 +231,20 @@ class LongpollApp:
         elif kind == "websocket":
             await send({"type": "websocket.close", "code": 1008})
 
-    async def stats_response(self, method: str) -> Response:
-        """The answer of the stats endpoint."""
-        check_method(method, *READ_METHODS)
-        stats = await self.manager.stats()
-        return json_response(200, orjson.dumps(stats))
+    async def operations_response(self, endpoint: Endpoint, request: Request) -> Response:
+        """The answer of an endpoint for operators: stats, health or readiness."""
+        self.access.check_operations(request)
+        check_method(request.method, *READ_METHODS)
+        if endpoint is Endpoint.STATS:
+            return json_response(200, orjson.dumps(await self.manager.stats()))
+        if endpoint is Endpoint.HEALTH:
+            return json_response(200, b'{"status":"ok"}')
+        try:
+            await self.manager.check_ready()
+        except (ManagerClosed, BackendUnavailable) as exc:
+            reason = SHUTTING_DOWN if isinstance(exc, ManagerClosed) else str(exc)
+            return json_response(503, orjson.dumps({"status": "unavailable", "reason": reason}))
+        return json_response(200, b'{"status":"ready"}')
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -29,6 +29,13 @@ if TYPE_CHECKING:
 
 _PUBLISH_TOKEN_ENV = "LONGPOLL_PUBLISH_TOKEN"
 _SUBSCRIBE_SECRET_ENV = "LONGPOLL_SUBSCRIBE_SECRET"
+_OPERATIONS_TOKEN_ENV = "LONGPOLL_OPERATIONS_TOKEN"
+# Flags of `longpoll serve` for the paths of the endpoints for operators.
+_OPERATIONS_PATHS = [
+    ("--stats-path", "/stats", "the stats (JSON counts)"),
+    ("--healthz-path", "/healthz", "the liveness probe (200 while the process serves)"),
+    ("--readyz-path", "/readyz", "the readiness probe (503 while shutting down or Redis is away)"),
+]
 _DEFAULTS = Options()
 _LIMITS = ServerLimits()
 # Flags of `longpoll serve` for the fields of `ServerLimits`.
@@ -78,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="/publish",
         help="path of the publish endpoint; off: no publishing over HTTP",
     )
+    for flag, default, what in _OPERATIONS_PATHS:
+        serve.add_argument(flag, default=default, help=f"path of {what}; off: none")
     serve.add_argument(
         "--max-buffer",
         type=int,
@@ -176,6 +185,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECRET",
         help="subscribing needs a token signed with SECRET (see longpoll token) that grants "
         f"the categories (better: set {_SUBSCRIBE_SECRET_ENV})",
+    )
+    access.add_argument(
+        "--operations-token",
+        default=None,
+        metavar="TOKEN",
+        help="the stats, health and readiness endpoints need Authorization: Bearer TOKEN "
+        f"(better: set {_OPERATIONS_TOKEN_ENV})",
     )
     access.add_argument(
         "--authorize",
@@ -302,16 +318,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from longpoll.server import bind_socket
 
-    if args.publish_path == "off":
-        args.publish_path = None
-    paths = {"--subscribe-path": args.subscribe_path, "--publish-path": args.publish_path}
-    for flag, path in paths.items():
-        if path is not None and not path.startswith("/"):
+    path_flags = ["--subscribe-path", "--publish-path", *(flag for flag, *_ in _OPERATIONS_PATHS)]
+    for flag in path_flags:
+        name = flag.removeprefix("--").replace("-", "_")
+        path = getattr(args, name)
+        if path == "off" and flag != "--subscribe-path":
+            setattr(args, name, None)
+        elif not path.startswith("/"):
             parser.error(f"{flag} must start with '/'")
-    if args.publish_token is None:
-        args.publish_token = os.environ.get(_PUBLISH_TOKEN_ENV) or None
-    if args.subscribe_secret is None:
-        args.subscribe_secret = os.environ.get(_SUBSCRIBE_SECRET_ENV) or None
+    for name, variable in (
+        ("publish_token", _PUBLISH_TOKEN_ENV),
+        ("subscribe_secret", _SUBSCRIBE_SECRET_ENV),
+        ("operations_token", _OPERATIONS_TOKEN_ENV),
+    ):
+        if getattr(args, name) is None:
+            setattr(args, name, os.environ.get(variable) or None)
     if args.authorize is not None:
         _load_hook(parser, args.authorize)
     if args.workers < 1:
@@ -373,11 +394,15 @@ def _build_app(args: argparse.Namespace, addon: AddOn | None) -> LongpollApp:
         publish_token=args.publish_token,
         subscribe_secret=args.subscribe_secret,
         authorize=None if args.authorize is None else _load_hook(None, args.authorize),
+        operations_token=args.operations_token,
     )
     return LongpollApp(
         LongpollManager(options, backend=backend),
         subscribe_path=args.subscribe_path,
         publish_path=args.publish_path,
+        stats_path=args.stats_path,
+        health_path=args.healthz_path,
+        ready_path=args.readyz_path,
         body_timeout_seconds=args.body_timeout,
         access=access,
     )
@@ -445,6 +470,9 @@ def _flag_names(message: str) -> str:
         message = message.replace(field, flag)
     message = message.replace("body_timeout_seconds", "--body-timeout")
     message = message.replace("publish_token", f"--publish-token (or {_PUBLISH_TOKEN_ENV})")
+    message = message.replace(
+        "operations_token", f"--operations-token (or {_OPERATIONS_TOKEN_ENV})"
+    )
     return message.replace("subscribe_secret", f"--subscribe-secret (or {_SUBSCRIBE_SECRET_ENV})")
 
 

@@ -361,6 +361,12 @@ class LongpollManager:
         await self.acknowledge(batch)
         return batch
 
+    async def check_ready(self) -> None:
+        """Raise `ManagerClosed` unless running, `BackendUnavailable` if the backend
+        cannot be reached: what a readiness probe asks."""
+        self._check_running()
+        await self._backend.ping()
+
     async def stats(self) -> ManagerStats:
         """Count categories, buffered events and waiting subscribers."""
         backend = await self._backend.stats()

@@ -119,3 +119,6 @@ class Backend(ABC):
     @abstractmethod
     async def stats(self) -> BackendStats:
         """Count what is stored."""
+
+    async def ping(self) -> None:  # noqa: B027 (a store in this process is always there)
+        """Raise `BackendUnavailable` if the store cannot be reached now."""

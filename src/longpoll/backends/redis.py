@@ -252,6 +252,9 @@ def _event_from_entry(
     return Event.stored(timestamp, category, sequence, _json_field(fields))
 
 
+_PING_SECONDS = 2.0
+
+
 class RedisBackend(Backend):
     """Keeps the history in Redis, so that many processes serve one event history.
 
@@ -550,6 +553,13 @@ class RedisBackend(Backend):
         # `last` stays the safe point (events stored after the script get later
         # timestamps), also for a subscriber that already had every late event.
         return int(last), late
+
+    async def ping(self) -> None:
+        try:
+            async with self._unavailable_as_error(), asyncio.timeout(_PING_SECONDS):
+                await self._redis().ping()
+        except TimeoutError:
+            raise BackendUnavailable(f"Redis did not answer within {_PING_SECONDS:g} s") from None
 
     async def stats(self) -> BackendStats:
         async with self._unavailable_as_error():
