@@ -67,7 +67,7 @@ async def test_an_operations_token_guards_stats_health_and_readiness(portable: b
             refused = await client.get(path)
             assert refused.status_code == 401
             assert refused.json() == {
-                "error": "reading stats, health and readiness needs a token: "
+                "error": "reading stats, metrics, health and readiness needs a token: "
                 "send Authorization: Bearer <token>"
             }
             assert refused.headers["www-authenticate"] == "Bearer"

@@ -12,10 +12,11 @@ from collections.abc import AsyncIterator
 import orjson
 import psutil
 import redis.asyncio as aioredis
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.redis_server import RedisServer
 from longpoll.backends.redis import WAKE_CLIENT_NAME
-from tests.servers import serve_process
+from tests.servers import ServeProcess, serve_process
 
 
 class Connections:
@@ -67,10 +68,37 @@ async def wake_connections(redis_url: str) -> int:
     return sum(1 for entry in clients if entry.get("name") == WAKE_CLIENT_NAME)
 
 
-async def test_two_workers_share_one_history(redis_server: RedisServer) -> None:
+def worker_connections(server: ServeProcess) -> list[int]:
+    """Established client connections on the server's port, per worker process."""
+    port = int(server.url.rsplit(":", 1)[1])
+    children = psutil.Process(server.process.pid).children()
+    workers = [child for child in children if "spawn_main" in " ".join(child.cmdline())]
+    return [
+        sum(
+            1
+            for connection in worker.net_connections(kind="tcp")
+            if connection.status == psutil.CONN_ESTABLISHED and connection.laddr.port == port
+        )
+        for worker in workers
+    ]
+
+
+async def metric_values(http: Connections) -> dict[str, float]:
+    text = (await read_body(await http.request("GET /metrics"))).decode()
+    return {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if not sample.labels
+    }
+
+
+async def test_two_workers_share_one_history_and_count_it_together(
+    redis_server: RedisServer,
+) -> None:
     flags = ["--redis", redis_server.url, "--redis-prefix", "workers-test", "--workers", "2"]
     with serve_process(*flags) as server:
-        async with asyncio.timeout(20), connections(server.url) as http:
+        async with asyncio.timeout(30), connections(server.url) as http:
             # Each worker holds exactly one wake-up connection, whatever its waiters.
             while await wake_connections(redis_server.url) != 2:
                 await asyncio.sleep(0.05)
@@ -78,19 +106,25 @@ async def test_two_workers_share_one_history(redis_server: RedisServer) -> None:
             subscribers = [
                 await http.request("GET /events?category=shared&timeout=30") for _ in range(40)
             ]
-            # Each worker counts only its own waiters: a count between 0 and 40
-            # shows that both workers hold some.
-            counts = []
-            for _ in range(50):
-                stats = orjson.loads(await read_body(await http.request("GET /stats")))
-                counts.append(stats["waiting_subscribers"])
-                if 0 < counts[-1] < 40:
-                    break
+            while sum(worker_connections(server)) < 40:
                 await asyncio.sleep(0.02)
-            assert 0 < counts[-1] < 40, f"one worker holds every subscriber: {counts}"
+            held = worker_connections(server)
+            assert len(held) == 2 and all(held), f"one worker holds every subscriber: {held}"
+            # Any worker's /stats and /metrics count the waiters of both.
+            while True:
+                stats = orjson.loads(await read_body(await http.request("GET /stats")))
+                metrics = await metric_values(http)
+                if stats["waiting_subscribers"] == metrics["longpoll_waiting_subscribers"] == 40:
+                    break
+                await asyncio.sleep(0.1)
             body = b'{"category": "shared", "data": "to all"}'
             published = orjson.loads(await read_body(await http.request("POST /publish", body)))
             answers = await asyncio.gather(*(read_body(reader) for reader in subscribers))
+            while (await metric_values(http)).get("longpoll_events_delivered_total") != 40:
+                await asyncio.sleep(0.1)
+            metrics = await metric_values(http)
+            assert metrics["longpoll_events_published_total"] == 1
+            assert metrics["longpoll_waiting_subscribers"] == 0
         for answer in answers:
             assert orjson.loads(answer)["events"][0]["id"] == published["id"]
         assert await wake_connections(redis_server.url) == 2

@@ -194,6 +194,8 @@ class Endpoint(enum.Enum):
     METRICS = "metrics"
     CLIENT = "client"
     CLIENT_MODULE = "client module"
+    NONE = "none"
+    """No endpoint: a path that serves nothing (404)."""
 
 
 OPERATIONS = frozenset({Endpoint.STATS, Endpoint.HEALTH, Endpoint.READY, Endpoint.METRICS})

@@ -117,6 +117,7 @@ class HttpConnection(asyncio.Protocol):
         "_busy",
         "_closed",
         "_deadline",
+        "_endpoint",
         "_extra",
         "_head_bytes",
         "_head_only",
@@ -130,6 +131,7 @@ class HttpConnection(asyncio.Protocol):
         "_queue",
         "_request_keep_alive",
         "_server",
+        "_started",
         "_tick",
         "_transport",
         "_url",
@@ -153,6 +155,8 @@ class HttpConnection(asyncio.Protocol):
         self._keep_alive = True
         self._head_only = False
         self._extra: Headers = ()  # headers the policy adds to this answer (CORS)
+        self._endpoint: Endpoint | None = None  # of the request being answered, for metrics
+        self._started = 0.0  # when that request was complete (time.monotonic)
         self._waiter: _Subscriber | None = None
         # Requests pipelined behind the one being answered.
         self._queue: deque[tuple[Request, bool]] | None = None
@@ -358,6 +362,8 @@ class HttpConnection(asyncio.Protocol):
     # Answering
 
     def _handle(self, request: Request, keep_alive: bool) -> None:
+        self._endpoint = None
+        self._started = time.monotonic()
         self._busy = True
         self._keep_alive = keep_alive
         self._head_only = request.method == "HEAD"
@@ -369,7 +375,7 @@ class HttpConnection(asyncio.Protocol):
 
     def _dispatch(self, request: Request) -> None:
         app = self._server.app
-        endpoint = app.routes.endpoint(request.path)
+        endpoint = self._endpoint = app.routes.endpoint(request.path)
         if endpoint is _SUBSCRIBE:
             self._dispatch_subscribe(app, request)
         elif endpoint is _PUBLISH:
@@ -496,6 +502,7 @@ class HttpConnection(asyncio.Protocol):
         keep_alive = self._keep_alive and not server.closing
         self._write(transport, response, keep_alive)
         self._busy = False
+        server.requests.answered(self._endpoint, response.status, time.monotonic() - self._started)
         if not keep_alive:
             self._linger()
             return True
@@ -543,6 +550,8 @@ class HttpConnection(asyncio.Protocol):
         self._busy = True
         self._keep_alive = False
         self._head_only = False
+        self._endpoint = None
+        self._started = time.monotonic()
         self._respond(error_response(status, message))
 
     def _malformed(self, error: Exception) -> None:

@@ -62,8 +62,8 @@ class AccessPolicy:
       (`longpoll.tokens.issue`) that grants each category it names, as
       `Authorization: Bearer` or `?token=`.
     - `authorize`: your own hook (see `Authorize`), asked after the checks above.
-    - `operations_token`: the endpoints for operators (stats, health, readiness,
-      metrics) need `Authorization: Bearer <operations_token>`.
+    - `operations_token`: the endpoints for operators (stats, metrics, health,
+      readiness) need `Authorization: Bearer <operations_token>`.
     """
 
     def __init__(
@@ -122,7 +122,9 @@ class AccessPolicy:
     def check_operations(self, request: Request) -> None:
         """Raise `HttpError` (401) if `request` may not use the endpoints for operators."""
         if self._operations_token is not None:
-            _check_bearer(request, self._operations_token, "reading stats, health and readiness")
+            _check_bearer(
+                request, self._operations_token, "reading stats, metrics, health and readiness"
+            )
 
     def cors_headers(self, request: Request, action: Action) -> Headers:
         """The CORS headers for the answer to `request`: none unless its origin is listed."""

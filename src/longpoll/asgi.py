@@ -8,6 +8,7 @@ framework. `longpoll serve` runs the same API on longpoll's own HTTP/1.1 server
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 
 import orjson
@@ -31,6 +32,7 @@ from longpoll._api import (
     published_body,
 )
 from longpoll._http import (
+    Message,
     Receive,
     Scope,
     Send,
@@ -47,6 +49,7 @@ from longpoll.browser import BrowserClientHandler
 from longpoll.errors import BackendUnavailable, ManagerClosed
 from longpoll.event import Event
 from longpoll.manager import LongpollManager
+from longpoll.metrics import Metrics
 from longpoll.subscription import parse_subscription
 
 logger = logging.getLogger("longpoll.asgi")
@@ -176,6 +179,7 @@ class LongpollApp:
         stats_path: str | None = "/stats",
         health_path: str | None = "/healthz",
         ready_path: str | None = "/readyz",
+        metrics_path: str | None = "/metrics",
         client_path: str | None = "/longpoll.js",
         body_timeout_seconds: float = 30.0,
         access: AccessPolicy | None = None,
@@ -194,6 +198,7 @@ class LongpollApp:
                 Endpoint.STATS: stats_path,
                 Endpoint.HEALTH: health_path,
                 Endpoint.READY: ready_path,
+                Endpoint.METRICS: metrics_path,
                 Endpoint.CLIENT: client_path,
             }
         )
@@ -203,40 +208,67 @@ class LongpollApp:
         )
         self.client = BrowserClientHandler()
         self.client_module = BrowserClientHandler(module=True)
+        self.metrics = Metrics(manager)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            try:
-                endpoint = self.routes.endpoint(scope_path(scope))
-            except HttpError as exc:
-                await send_response(send, error_answer(exc))
-                return
-            if endpoint is Endpoint.SUBSCRIBE:
-                await self._subscribe(scope, receive, send)
-            elif endpoint is Endpoint.PUBLISH:
-                await self._publish(scope, receive, send)
-            elif endpoint in OPERATIONS:
-                try:
-                    response = await self.operations_response(endpoint, request_of(scope))
-                except Exception as exc:  # as the own server answers it: 401, 405, 503
-                    response = error_answer(exc)
-                await send_response(send, response)
-            elif endpoint is Endpoint.CLIENT:
-                await send_answer(scope, send, self.client.respond)
-            else:
-                await send_answer(scope, send, self.client_module.respond)
+            await self._counted(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         elif kind == "websocket":
             await send({"type": "websocket.close", "code": 1008})
 
+    async def _counted(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve an HTTP request, counting its answer in the metrics."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        status = 0
+
+        async def send_counted(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        endpoint = None
+        try:
+            endpoint = self.routes.endpoint(scope_path(scope))
+            await self._serve(endpoint, scope, receive, send_counted)
+        except HttpError as exc:
+            await send_response(send_counted, error_answer(exc))
+        finally:
+            if status:
+                self.metrics.requests.answered(endpoint, status, loop.time() - started)
+
+    async def _serve(self, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send) -> None:
+        if endpoint is Endpoint.SUBSCRIBE:
+            await self._subscribe(scope, receive, send)
+        elif endpoint is Endpoint.PUBLISH:
+            await self._publish(scope, receive, send)
+        elif endpoint in OPERATIONS:
+            try:
+                response = await self.operations_response(endpoint, request_of(scope))
+            except Exception as exc:  # as the own server answers it: 401, 405, 503
+                response = error_answer(exc)
+            await send_response(send, response)
+        elif endpoint is Endpoint.CLIENT:
+            await send_answer(scope, send, self.client.respond)
+        else:
+            await send_answer(scope, send, self.client_module.respond)
+
     async def operations_response(self, endpoint: Endpoint, request: Request) -> Response:
-        """The answer of an endpoint for operators: stats, health or readiness."""
+        """The answer of an endpoint for operators: stats, metrics, health or readiness."""
         self.access.check_operations(request)
         check_method(request.method, *READ_METHODS)
         if endpoint is Endpoint.STATS:
-            return json_response(200, orjson.dumps(await self.manager.stats()))
+            stats = await self.manager.stats()
+            stats = dataclasses.replace(
+                stats, waiting_subscribers=self.metrics.waiting_everywhere()
+            )
+            return json_response(200, orjson.dumps(stats))
+        if endpoint is Endpoint.METRICS:
+            return await self.metrics.response()
         if endpoint is Endpoint.HEALTH:
             return json_response(200, b'{"status":"ok"}')
         try:
@@ -252,12 +284,14 @@ class LongpollApp:
             if message["type"] == "lifespan.startup":
                 try:
                     await self.manager.start()
+                    self.metrics.start()
                 except Exception as exc:
                     logger.exception("could not start the manager")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                await self.metrics.stop()
                 await self.manager.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return

@@ -8,9 +8,11 @@ import importlib
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, NoReturn, cast
 
@@ -35,6 +37,7 @@ _OPERATIONS_PATHS = [
     ("--stats-path", "/stats", "the stats (JSON counts)"),
     ("--healthz-path", "/healthz", "the liveness probe (200 while the process serves)"),
     ("--readyz-path", "/readyz", "the readiness probe (503 while shutting down or Redis is away)"),
+    ("--metrics-path", "/metrics", "the Prometheus metrics"),
 ]
 _DEFAULTS = Options()
 _LIMITS = ServerLimits()
@@ -190,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--operations-token",
         default=None,
         metavar="TOKEN",
-        help="the stats, health and readiness endpoints need Authorization: Bearer TOKEN "
+        help="the stats, metrics, health and readiness endpoints need Authorization: Bearer TOKEN "
         f"(better: set {_OPERATIONS_TOKEN_ENV})",
     )
     access.add_argument(
@@ -403,6 +406,7 @@ def _build_app(args: argparse.Namespace, addon: AddOn | None) -> LongpollApp:
         stats_path=args.stats_path,
         health_path=args.healthz_path,
         ready_path=args.readyz_path,
+        metrics_path=args.metrics_path,
         body_timeout_seconds=args.body_timeout,
         access=access,
     )
@@ -518,23 +522,36 @@ def _run_worker(args: argparse.Namespace, sock: socket.socket) -> None:
 
 def _run_workers(args: argparse.Namespace, sock: socket.socket) -> int:
     """Run `--workers` processes on the shared listening socket until SIGINT/SIGTERM."""
+    from prometheus_client import multiprocess
+
+    # The workers share their metrics through files in one directory (see longpoll.metrics).
+    metrics_dir = None
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        metrics_dir = tempfile.mkdtemp(prefix="longpoll-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     context = multiprocessing.get_context("spawn")
     workers = [
         context.Process(target=_run_worker, args=(args, sock), name=f"longpoll-worker-{n}")
         for n in range(args.workers)
     ]
-    for worker in workers:
-        worker.start()
-
-    def stop(signum: int, frame: object) -> None:
+    try:
         for worker in workers:
-            if worker.pid is not None and worker.is_alive():
-                os.kill(worker.pid, signal.SIGTERM)
+            worker.start()
 
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    for worker in workers:
-        worker.join()
+        def stop(signum: int, frame: object) -> None:
+            for worker in workers:
+                if worker.pid is not None and worker.is_alive():
+                    os.kill(worker.pid, signal.SIGTERM)
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        for worker in workers:
+            worker.join()
+            if worker.pid is not None:
+                multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0 if all(worker.exitcode == 0 for worker in workers) else 1
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from longpoll.backends.base import Backend, ReadResult
+from longpoll.backends.base import Backend, EventCounts, ReadResult
 from longpoll.backends.memory import MemoryBackend
 from longpoll.errors import ManagerClosed, PersistenceFailed
 from longpoll.event import Event, check_category, encode_data
@@ -47,6 +47,10 @@ class LongpollManager:
     def __init__(self, options: Options | None = None, *, backend: Backend | None = None) -> None:
         self.options = options if options is not None else Options()
         self._backend = backend if backend is not None else MemoryBackend()
+        if not isinstance(getattr(self._backend, "counts", None), EventCounts):
+            self._backend.counts = EventCounts()  # a backend that skipped Backend.__init__
+        self.counts = self._backend.counts
+        """What happened to events here (see `EventCounts`)."""
         self._waiters = WaiterRegistry(self._expire)
         # Work a backend must wait for, started for one request (a read, a timeout answer).
         self._tasks: set[asyncio.Task[None]] = set()
@@ -184,11 +188,13 @@ class LongpollManager:
         event = self._backend.append_nowait(category, data, data_json)
         if event is None:
             return self._store(category, data, data_json)
+        self.counts.published += 1
         durable = self._on_publish(event)
         return event if durable is None else self._made_durable(event, durable)
 
     async def _store(self, category: str, data: Any, data_json: bytes) -> Event:
         event = await self._backend.append(category, data, data_json)
+        self.counts.published += 1
         durable = self._on_publish(event)
         return event if durable is None else await self._made_durable(event, durable)
 
@@ -336,6 +342,7 @@ class LongpollManager:
 
     def acknowledge_nowait(self, batch: Batch) -> Coroutine[Any, Any, None] | None:
         """`acknowledge` at once where the backend can; else a coroutine to await."""
+        self.counts.delivered += len(batch.events)
         if not (self.options.delete_event_after_first_retrieval and batch.events):
             return None
         if self._backend.remove_nowait(batch.events):
@@ -348,6 +355,7 @@ class LongpollManager:
         self._on_delete(events)
 
     def _on_delete(self, events: list[Event]) -> None:
+        self.counts.deleted += len(events)
         addon = self.options.addon
         if addon is not None:
             try:
@@ -360,6 +368,16 @@ class LongpollManager:
         batch = await self.wait_for_events(subscription)
         await self.acknowledge(batch)
         return batch
+
+    @property
+    def waiting(self) -> int:
+        """Subscribe requests waiting for events in this process."""
+        return self._waiters.count
+
+    @property
+    def drops_counted(self) -> bool:
+        """True if `counts` holds the events the backend dropped (for size, for age)."""
+        return self._backend.drops_counted
 
     async def check_ready(self) -> None:
         """Raise `ManagerClosed` unless running, `BackendUnavailable` if the backend

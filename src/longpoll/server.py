@@ -97,12 +97,15 @@ class HttpServer:
         self._malformed_logged = 0.0
         self._malformed_unlogged = 0
         self.clock: Callable[[], float] = time.monotonic  # the loop's, once started
+        self.requests = app.metrics.requests
 
     async def start(self, sockets: list[socket.socket]) -> None:
         """Start the app's manager, then serve on the listening `sockets`."""
         loop = asyncio.get_running_loop()
         self.clock = loop.time
         await self.app.manager.start()
+        self.app.metrics.open_connections = self.connections.__len__
+        self.app.metrics.start()
         for sock in sockets:
             server = await loop.create_server(
                 lambda: HttpConnection(self), sock=sock, backlog=4096, start_serving=True
@@ -158,6 +161,7 @@ class HttpServer:
             logger.warning("cutting %d connections still open at shutdown", len(self.connections))
             for connection in list(self.connections):
                 connection.abort()
+        await self.app.metrics.stop()
         await self.app.manager.aclose(grace_seconds=self.limits.grace_seconds)
         for task in list(self._tasks):
             task.cancel()

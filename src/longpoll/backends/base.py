@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from longpoll.event import Event
 from longpoll.options import Options
@@ -39,6 +39,28 @@ class BackendStats:
     buffered_events: int
 
 
+class EventCounts:
+    """How many events went each way in this process: plain integers, cheap to
+    count where it happens, read by the metrics."""
+
+    __slots__ = (
+        "backend_errors",
+        "deleted",
+        "delivered",
+        "dropped_for_size",
+        "expired",
+        "published",
+    )
+
+    def __init__(self) -> None:
+        self.backend_errors = 0
+        self.published = 0
+        self.delivered = 0
+        self.dropped_for_size = 0
+        self.expired = 0
+        self.deleted = 0
+
+
 class Backend(ABC):
     """Stores events per category and assigns their timestamps and order.
 
@@ -46,6 +68,13 @@ class Backend(ABC):
     with for every event published, on the event loop, so that waiting subscribers
     of this process are woken.
     """
+
+    drops_counted: ClassVar[bool] = False
+    """True for a backend that counts the events it drops (for size, for age)."""
+
+    def __init__(self) -> None:
+        self.counts = EventCounts()
+        """Where the backend (and the manager using it) count what happens."""
 
     @abstractmethod
     async def start(self, options: Options, notify: Callable[[Event], None]) -> None:

@@ -77,7 +77,10 @@ class MemoryBackend(Backend):
     backwards (timestamps never go backwards regardless).
     """
 
+    drops_counted = True
+
     def __init__(self, clock: Callable[[], int] = wall_clock_ms) -> None:
+        super().__init__()
         self._clock = clock
         self._categories: dict[str, _Category] = {}
         self._last_timestamp = -(2**63)
@@ -154,6 +157,7 @@ class MemoryBackend(Backend):
             self._expire(category, now)
         if len(category.events) >= self._max_size:
             category.evicted = category.events.popleft()
+            self.counts.dropped_for_size += 1
         category.events.append(event)
 
     async def read(self, subscription: Subscription) -> ReadResult:
@@ -237,6 +241,7 @@ class MemoryBackend(Backend):
         events = category.events
         while events and self._is_expired(events[0], now):
             category.evicted = events.popleft()
+            self.counts.expired += 1
 
     def _forget_if_empty(self, name: str, category: _Category, now: int) -> None:
         """Drop an empty category once its gap marker no longer matters."""

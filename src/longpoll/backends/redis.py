@@ -282,6 +282,7 @@ class RedisBackend(Backend):
             raise ValueError("max_connections must be at least 1")
         if wake_log_seconds <= 0:
             raise ValueError("wake_log_seconds must be positive")
+        super().__init__()
         self.url = url
         self.key_prefix = key_prefix
         self.health_check_seconds = health_check_seconds
@@ -377,6 +378,7 @@ class RedisBackend(Backend):
         try:
             yield
         except _UNAVAILABLE as exc:
+            self.counts.backend_errors += 1
             raise BackendUnavailable(f"Redis is unavailable: {exc}") from exc
 
     def _redis(self) -> aioredis.Redis:
@@ -590,6 +592,7 @@ class RedisBackend(Backend):
             except (*_UNAVAILABLE, RedisError) as exc:
                 if self._closing:
                     return
+                self.counts.backend_errors += 1
                 logger.warning("wake-up connection to Redis lost (%s): reconnecting", exc)
                 await asyncio.sleep(min(1.0, self.health_check_seconds))
             except Exception:
