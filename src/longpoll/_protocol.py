@@ -18,7 +18,7 @@ import functools
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, cast
@@ -117,6 +117,7 @@ class HttpConnection(asyncio.Protocol):
         "_busy",
         "_closed",
         "_deadline",
+        "_due",
         "_endpoint",
         "_extra",
         "_head_bytes",
@@ -156,7 +157,9 @@ class HttpConnection(asyncio.Protocol):
         self._head_only = False
         self._extra: Headers = ()  # headers the policy adds to this answer (CORS)
         self._endpoint: Endpoint | None = None  # of the request being answered, for metrics
-        self._started = 0.0  # when that request was complete (time.monotonic)
+        # When the request being answered began to wait (time.monotonic), or 0 while
+        # it is answered at once: such answers count as taking no time in the metrics.
+        self._started = 0.0
         self._waiter: _Subscriber | None = None
         # Requests pipelined behind the one being answered.
         self._queue: deque[tuple[Request, bool]] | None = None
@@ -166,6 +169,7 @@ class HttpConnection(asyncio.Protocol):
         # The timeout of the head or body begun in this feed, armed if it stays unfinished.
         self._pending_timeout = 0.0
         self._tick = -1  # where the server's wheel holds the connection, if >= 0
+        self._due = 0.0  # when the wheel looks at it then
 
     # asyncio.Protocol
 
@@ -363,7 +367,7 @@ class HttpConnection(asyncio.Protocol):
 
     def _handle(self, request: Request, keep_alive: bool) -> None:
         self._endpoint = None
-        self._started = time.monotonic()
+        self._started = 0.0
         self._busy = True
         self._keep_alive = keep_alive
         self._head_only = request.method == "HEAD"
@@ -381,7 +385,7 @@ class HttpConnection(asyncio.Protocol):
         elif endpoint is _PUBLISH:
             self._dispatch_publish(app, request)
         elif endpoint in OPERATIONS:
-            self._server.spawn(self._finish(app.operations_response(endpoint, request)))
+            self._spawn(self._finish(app.operations_response(endpoint, request)))
         elif endpoint is _CLIENT:
             self._respond(app.client.respond(request))
         else:
@@ -406,13 +410,21 @@ class HttpConnection(asyncio.Protocol):
         if deciding is None:
             self._subscribe(app, subscription)
         else:
-            self._server.spawn(self._subscribe_once_allowed(app, subscription, deciding))
+            self._spawn(self._subscribe_once_allowed(app, subscription, deciding))
 
     def _subscribe(self, app: LongpollApp, subscription: Subscription) -> None:
         waiter = self._waiter = _Subscriber(subscription.categories, self)
         reading = app.manager.start_wait(subscription, waiter)
         if reading is not None:
-            self._server.spawn(self._finish_read(waiter, reading))
+            self._spawn(self._finish_read(waiter, reading))
+        elif self._waiter is waiter and not self._started:
+            self._started = time.monotonic()  # it waits for events
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Answer the request being handled by `work`, in a task of its own."""
+        if not self._started:
+            self._started = time.monotonic()
+        self._server.spawn(work)
 
     async def _subscribe_once_allowed(
         self, app: LongpollApp, subscription: Subscription, deciding: Awaitable[None]
@@ -438,13 +450,13 @@ class HttpConnection(asyncio.Protocol):
         deciding = access.check(request, "publish", (category,))
         if deciding is not None:
             storing = _publish_once_allowed(app.manager, deciding, category, data, data_json)
-            self._server.spawn(self._finish(storing))
+            self._spawn(self._finish(storing))
             return
         stored = app.manager.publish_nowait(category, data, data_json)
         if isinstance(stored, Event):
             self._respond(Response(200, published_body(stored)))
         else:
-            self._server.spawn(self._finish(_published_response(stored)))
+            self._spawn(self._finish(_published_response(stored)))
 
     def _client(self) -> tuple[str, int] | None:
         peer = self._transport.get_extra_info("peername") if self._transport else None
@@ -502,7 +514,10 @@ class HttpConnection(asyncio.Protocol):
         keep_alive = self._keep_alive and not server.closing
         self._write(transport, response, keep_alive)
         self._busy = False
-        server.requests.answered(self._endpoint, response.status, time.monotonic() - self._started)
+        started = self._started
+        server.requests.answered(
+            self._endpoint, response.status, time.monotonic() - started if started else 0.0
+        )
         if not keep_alive:
             self._linger()
             return True
@@ -551,7 +566,7 @@ class HttpConnection(asyncio.Protocol):
         self._keep_alive = False
         self._head_only = False
         self._endpoint = None
-        self._started = time.monotonic()
+        self._started = 0.0
         self._respond(error_response(status, message))
 
     def _malformed(self, error: Exception) -> None:
@@ -604,12 +619,17 @@ class HttpConnection(asyncio.Protocol):
         # so that the requests of a keep-alive connection cost no wheel work.
         server = self._server
         deadline = self._deadline = server.clock() + seconds
-        wheel, tick = server.deadlines, self._tick
-        if tick >= 0:
-            if deadline >= wheel.time_of(tick):
+        if self._tick >= 0:
+            if deadline >= self._due:
                 return
-            wheel.discard(self, tick)  # too late for the new deadline
-        self._tick = wheel.add(self, seconds)
+            server.deadlines.discard(self, self._tick)  # too late for the new deadline
+        self._arm(seconds)
+
+    def _arm(self, seconds: float) -> None:
+        """Have the server's wheel look at the connection in `seconds`."""
+        wheel = self._server.deadlines
+        tick = self._tick = wheel.add(self, seconds)
+        self._due = wheel.time_of(tick)
 
     def _clear_deadline(self) -> None:
         self._deadline = 0.0
@@ -621,7 +641,7 @@ class HttpConnection(asyncio.Protocol):
             return
         remaining = self._deadline - self._server.clock()
         if remaining > 0:
-            self._tick = self._server.deadlines.add(self, remaining)
+            self._arm(remaining)
             return
         self._deadline = 0.0
         if self._closed:

@@ -99,7 +99,7 @@ class AccessPolicy:
         Returns None once allowed, or an awaitable that raises or returns when an
         async hook has decided.
         """
-        origin = request.header(b"origin")
+        origin = request.origin
         if origin is not None and not self._origin_allowed(request, origin, action):
             raise HttpError(403, f"requests from origin {_shown(origin)} are not allowed")
         if action == "publish":
@@ -128,7 +128,9 @@ class AccessPolicy:
 
     def cors_headers(self, request: Request, action: Action) -> Headers:
         """The CORS headers for the answer to `request`: none unless its origin is listed."""
-        origin = request.header(b"origin")
+        if not self._origins and not self._any_origin_subscribes:
+            return ()
+        origin = request.origin
         if origin is None:
             return ()
         if action == "subscribe" and self._any_origin_subscribes:
@@ -139,7 +141,7 @@ class AccessPolicy:
 
     def preflight(self, request: Request, action: Action) -> Response:
         """The answer to a CORS preflight (`OPTIONS`) for `action`."""
-        origin = request.header(b"origin")
+        origin = request.origin
         if origin is None or not self._origin_allowed(request, origin, action):
             shown = "without an origin" if origin is None else f"from origin {_shown(origin)}"
             raise HttpError(403, f"cross-origin requests {shown} are not allowed")

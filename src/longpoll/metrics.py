@@ -44,6 +44,7 @@ FLUSH_SECONDS = 1.0
 """How often a worker hands its counts over in multiprocess mode."""
 
 _MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+_NONE, _SUBSCRIBE, _PUBLISH = Endpoint.NONE, Endpoint.SUBSCRIBE, Endpoint.PUBLISH
 _GaugeMode = Literal["livesum", "livemostrecent"]
 
 
@@ -77,14 +78,21 @@ class RequestCounts:
         self.subscribe = Latency()
 
     def answered(self, endpoint: Endpoint | None, status: int, seconds: float) -> None:
-        """Count an answer to a request for `endpoint` (None: no such endpoint)."""
-        key = (endpoint or Endpoint.NONE, status)
+        """Count an answer to a request for `endpoint` (None: no such endpoint) that
+        took `seconds` (0: answered at once)."""
+        key = (endpoint or _NONE, status)
         answers = self.answers
         answers[key] = answers.get(key, 0) + 1
-        if endpoint is Endpoint.SUBSCRIBE:
-            self.subscribe.observe(seconds)
-        elif endpoint is Endpoint.PUBLISH:
-            self.publish.observe(seconds)
+        if endpoint is _SUBSCRIBE:
+            latency = self.subscribe
+        elif endpoint is _PUBLISH:
+            latency = self.publish
+        else:
+            return
+        if seconds:
+            latency.observe(seconds)
+        else:
+            latency.counts[0] += 1
 
 
 class Metrics:
@@ -129,7 +137,7 @@ class Metrics:
         self._latency = Histogram(
             "longpoll_request_duration_seconds",
             "From a request's arrival to its answer, for publish and subscribe (which "
-            "includes the time it waited for events).",
+            "includes the time it waited for events); answers given at once count as 0.",
             ("endpoint",),
             registry=registry,
             buckets=LATENCY_BUCKETS,
