@@ -15,7 +15,13 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from longpoll.errors import BackendUnavailable, InvalidRequest, ManagerClosed, PersistenceFailed
+from longpoll.errors import (
+    BackendUnavailable,
+    InvalidRequest,
+    ManagerClosed,
+    PersistenceFailed,
+    StoreFull,
+)
 from longpoll.event import Event, check_category, encode_data
 from longpoll.waiting import Batch
 
@@ -128,6 +134,8 @@ def response_for(error: Exception) -> Response | None:
         return error_response(503, str(error))
     if isinstance(error, PersistenceFailed):
         return error_response(500, str(error))
+    if isinstance(error, StoreFull):
+        return error_response(507, str(error), ((b"retry-after", b"10"),))
     return None
 
 

@@ -51,6 +51,7 @@ from longpoll.subscription import Subscription, parse_subscription
 from longpoll.waiting import Batch, Waiter
 
 if TYPE_CHECKING:
+    from longpoll.access import AccessPolicy, Action
     from longpoll.asgi import LongpollApp
     from longpoll.manager import LongpollManager
     from longpoll.server import HttpServer
@@ -64,6 +65,7 @@ _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _LINGER_SECONDS = 2.0
 # Module names for the members: an enum member looked up on its class costs a call.
 _SUBSCRIBE, _PUBLISH, _CLIENT = Endpoint.SUBSCRIBE, Endpoint.PUBLISH, Endpoint.CLIENT
+_METHODS = {"subscribe": SUBSCRIBE_METHODS, "publish": PUBLISH_METHODS}
 _JSON_HEAD = b"".join(b"%b: %b\r\n" % header for header in JSON_HEADERS)
 
 
@@ -124,6 +126,7 @@ class HttpConnection(asyncio.Protocol):
         "_head_only",
         "_header_bytes",
         "_headers",
+        "_host",
         "_in_head",
         "_keep_alive",
         "_parser",
@@ -137,6 +140,7 @@ class HttpConnection(asyncio.Protocol):
         "_transport",
         "_url",
         "_waiter",
+        "_waiting_counted",
     )
 
     def __init__(self, server: HttpServer) -> None:
@@ -161,6 +165,8 @@ class HttpConnection(asyncio.Protocol):
         # it is answered at once: such answers count as taking no time in the metrics.
         self._started = 0.0
         self._waiter: _Subscriber | None = None
+        self._waiting_counted = False  # the waiter counts among its client's (limits)
+        self._host: str | None = None  # the client's address, read when limits need it
         # Requests pipelined behind the one being answered.
         self._queue: deque[tuple[Request, bool]] | None = None
         self._paused = False
@@ -184,6 +190,9 @@ class HttpConnection(asyncio.Protocol):
             self._linger()
             return
         self._set_deadline(server.limits.head_timeout_seconds)
+        if server.app.client_counts is not None:
+            peer = transport.get_extra_info("peername")
+            self._host = peer[0] if isinstance(peer, tuple) else None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
@@ -194,6 +203,7 @@ class HttpConnection(asyncio.Protocol):
         if waiter is not None:
             self._waiter = None
             self._server.app.manager.forget(waiter)
+        self._end_wait()
         self._queue = None
         self._transport = None
         # The parser refers back to this protocol: let the pair go without the collector.
@@ -391,13 +401,20 @@ class HttpConnection(asyncio.Protocol):
         else:
             self._respond(app.client_module.respond(request))
 
+    def _opens(self, access: AccessPolicy, request: Request, action: Action) -> bool:
+        """Answer a CORS preflight (False); else note the CORS headers of the answer
+        and check the method (True: the request goes on)."""
+        if request.method == "OPTIONS":
+            self._respond(access.preflight(request, action))  # with its own CORS headers
+            return False
+        self._extra = access.cors_headers(request, action)
+        check_method(request.method, *_METHODS[action])
+        return True
+
     def _dispatch_subscribe(self, app: LongpollApp, request: Request) -> None:
         access = app.access
-        if request.method == "OPTIONS":
-            self._respond(access.preflight(request, "subscribe"))  # with its own CORS headers
+        if not self._opens(access, request, "subscribe"):
             return
-        self._extra = access.cors_headers(request, "subscribe")
-        check_method(request.method, *SUBSCRIBE_METHODS)
         options = app.manager.options
         subscription = parse_subscription(
             request.query,
@@ -413,6 +430,9 @@ class HttpConnection(asyncio.Protocol):
             self._spawn(self._subscribe_once_allowed(app, subscription, deciding))
 
     def _subscribe(self, app: LongpollApp, subscription: Subscription) -> None:
+        if app.client_counts is not None:
+            app.client_counts.begin_wait(self._host)
+            self._waiting_counted = True
         waiter = self._waiter = _Subscriber(subscription.categories, self)
         reading = app.manager.start_wait(subscription, waiter)
         if reading is not None:
@@ -439,15 +459,14 @@ class HttpConnection(asyncio.Protocol):
 
     def _dispatch_publish(self, app: LongpollApp, request: Request) -> None:
         access = app.access
-        if request.method == "OPTIONS":
-            self._respond(access.preflight(request, "publish"))  # with its own CORS headers
+        if not self._opens(access, request, "publish"):
             return
-        self._extra = access.cors_headers(request, "publish")
-        check_method(request.method, *PUBLISH_METHODS)
         category, data, data_json = parse_publish_body(request.body)
         if access.wants_client:
             request.client = self._client()
         deciding = access.check(request, "publish", (category,))
+        if app.client_counts is not None:
+            app.client_counts.check_publish(self._host)
         if deciding is not None:
             storing = _publish_once_allowed(app.manager, deciding, category, data, data_json)
             self._spawn(self._finish(storing))
@@ -457,6 +476,14 @@ class HttpConnection(asyncio.Protocol):
             self._respond(Response(200, published_body(stored)))
         else:
             self._spawn(self._finish(_published_response(stored)))
+
+    def _end_wait(self) -> None:
+        """Stop counting the subscribe answered (or left) among its client's."""
+        if self._waiting_counted:
+            self._waiting_counted = False
+            counts = self._server.app.client_counts
+            if counts is not None:
+                counts.end_wait(self._host)
 
     def _client(self) -> tuple[str, int] | None:
         peer = self._transport.get_extra_info("peername") if self._transport else None
@@ -514,6 +541,8 @@ class HttpConnection(asyncio.Protocol):
         keep_alive = self._keep_alive and not server.closing
         self._write(transport, response, keep_alive)
         self._busy = False
+        if self._waiting_counted:
+            self._end_wait()
         started = self._started
         server.requests.answered(
             self._endpoint, response.status, time.monotonic() - started if started else 0.0

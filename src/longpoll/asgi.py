@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from collections.abc import Callable
 
 import orjson
 
@@ -48,9 +49,11 @@ from longpoll.access import AccessPolicy, with_headers
 from longpoll.browser import BrowserClientHandler
 from longpoll.errors import BackendUnavailable, ManagerClosed
 from longpoll.event import Event
+from longpoll.limits import ClientCounts, ClientLimits
 from longpoll.manager import LongpollManager
 from longpoll.metrics import Metrics
-from longpoll.subscription import parse_subscription
+from longpoll.subscription import Subscription, parse_subscription
+from longpoll.waiting import Batch
 
 logger = logging.getLogger("longpoll.asgi")
 
@@ -60,12 +63,19 @@ class SubscribeHandler:
 
     Mount it at any path; the manager must be running (see `LongpollApp`).
     `access` decides who may subscribe (default: `AccessPolicy()`, which refuses
-    pages of other origins).
+    pages of other origins); `client_counts` applies limits per client address.
     """
 
-    def __init__(self, manager: LongpollManager, *, access: AccessPolicy | None = None) -> None:
+    def __init__(
+        self,
+        manager: LongpollManager,
+        *,
+        access: AccessPolicy | None = None,
+        client_counts: ClientCounts | None = None,
+    ) -> None:
         self.manager = manager
         self.access = access if access is not None else AccessPolicy()
+        self.client_counts = client_counts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         manager = self.manager
@@ -92,7 +102,7 @@ class SubscribeHandler:
             deciding = self.access.check(request, "subscribe", subscription.categories)
             if deciding is not None:
                 await deciding
-            batch = await manager.wait_checked(subscription, watch_disconnect)
+            batch = await self._wait(request, subscription, watch_disconnect)
         except Exception as exc:
             if watcher is not None:
                 watcher.cancel()
@@ -110,6 +120,22 @@ class SubscribeHandler:
         if delivered:
             await manager.acknowledge(batch)
 
+    async def _wait(
+        self,
+        request: Request,
+        subscription: Subscription,
+        watch_disconnect: Callable[[], asyncio.Task[None]],
+    ) -> Batch:
+        counts = self.client_counts
+        if counts is None:
+            return await self.manager.wait_checked(subscription, watch_disconnect)
+        host = None if request.client is None else request.client[0]
+        counts.begin_wait(host)
+        try:
+            return await self.manager.wait_checked(subscription, watch_disconnect)
+        finally:
+            counts.end_wait(host)
+
 
 class PublishHandler:
     """ASGI app publishing `POST {"category": ..., "data": ...}`.
@@ -117,7 +143,8 @@ class PublishHandler:
     The body is parsed as JSON whatever its Content-Type. Bodies larger than
     `Options.max_publish_body_bytes` get 413; a body that does not arrive within
     `body_timeout_seconds` gets 408. `access` decides who may publish (default:
-    `AccessPolicy()`, which refuses pages of other origins).
+    `AccessPolicy()`, which refuses pages of other origins); `client_counts`
+    applies limits per client address.
     """
 
     def __init__(
@@ -126,11 +153,13 @@ class PublishHandler:
         *,
         body_timeout_seconds: float = 30.0,
         access: AccessPolicy | None = None,
+        client_counts: ClientCounts | None = None,
     ) -> None:
         check_seconds("body_timeout_seconds", body_timeout_seconds)
         self.manager = manager
         self.body_timeout_seconds = body_timeout_seconds
         self.access = access if access is not None else AccessPolicy()
+        self.client_counts = client_counts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         manager = self.manager
@@ -147,6 +176,8 @@ class PublishHandler:
                 return  # the client went away before sending its whole body
             category, data, data_json = parse_publish_body(body)
             deciding = self.access.check(request, "publish", (category,))
+            if self.client_counts is not None and request.client is not None:
+                self.client_counts.check_publish(request.client[0])
             if deciding is not None:
                 await deciding
             stored = manager.publish_nowait(category, data, data_json)
@@ -166,8 +197,8 @@ class LongpollApp:
     `client_path` serves the browser client (`BrowserClientHandler`); a path ending
     in `.js` also has its ES module form at the same path ending in `.mjs`.
     `access` decides who may subscribe and publish (default: `AccessPolicy()`,
-    which refuses pages of other origins). `longpoll serve` runs this app on
-    longpoll's own HTTP/1.1 server.
+    which refuses pages of other origins); `client_limits` bounds what one client
+    address may do. `longpoll serve` runs this app on longpoll's own HTTP/1.1 server.
     """
 
     def __init__(
@@ -183,9 +214,15 @@ class LongpollApp:
         client_path: str | None = "/longpoll.js",
         body_timeout_seconds: float = 30.0,
         access: AccessPolicy | None = None,
+        client_limits: ClientLimits | None = None,
     ) -> None:
         self.manager = manager
         self.access = access if access is not None else AccessPolicy()
+        self.client_counts = (
+            ClientCounts(client_limits)
+            if client_limits is not None and client_limits.active
+            else None
+        )
         self.subscribe_path = subscribe_path
         self.publish_path = publish_path
         self.stats_path = stats_path
@@ -202,9 +239,14 @@ class LongpollApp:
                 Endpoint.CLIENT: client_path,
             }
         )
-        self._subscribe = SubscribeHandler(manager, access=self.access)
+        self._subscribe = SubscribeHandler(
+            manager, access=self.access, client_counts=self.client_counts
+        )
         self._publish = PublishHandler(
-            manager, body_timeout_seconds=body_timeout_seconds, access=self.access
+            manager,
+            body_timeout_seconds=body_timeout_seconds,
+            access=self.access,
+            client_counts=self.client_counts,
         )
         self.client = BrowserClientHandler()
         self.client_module = BrowserClientHandler(module=True)

@@ -20,6 +20,7 @@ import orjson
 
 from longpoll import __version__
 from longpoll.errors import InvalidRequest, LongpollError
+from longpoll.limits import ClientLimits
 from longpoll.options import Options
 from longpoll.server import ServerLimits
 
@@ -39,6 +40,8 @@ _OPERATIONS_PATHS = [
     ("--readyz-path", "/readyz", "the readiness probe (503 while shutting down or Redis is away)"),
     ("--metrics-path", "/metrics", "the Prometheus metrics"),
 ]
+_CLIENT_TOKEN_ENV = "LONGPOLL_TOKEN"
+_DEFAULT_BUFFERED_BYTES = 256 * 1024 * 1024
 _DEFAULTS = Options()
 _LIMITS = ServerLimits()
 # Flags of `longpoll serve` for the fields of `ServerLimits`.
@@ -203,6 +206,45 @@ def build_parser() -> argparse.ArgumentParser:
         help="your own hook authorize(request, action, categories) -> bool, sync or async, "
         "imported from MODULE",
     )
+    store = serve.add_argument_group("limits of the store and per client address")
+    store.add_argument(
+        "--max-buffered-bytes",
+        type=int,
+        default=None,
+        metavar="BYTES",
+        help=f"event bytes kept in all categories together, the oldest dropped first "
+        f"(default: {_DEFAULT_BUFFERED_BYTES} with the memory backend; Redis has maxmemory)",
+    )
+    store.add_argument(
+        "--max-stored-categories",
+        type=int,
+        default=None,
+        metavar="N",
+        help="categories kept at once; publishing to a new one beyond it answers 507 "
+        "(categories empty out with --ttl; default: no bound)",
+    )
+    store.add_argument(
+        "--publish-rate",
+        type=float,
+        default=None,
+        metavar="N",
+        help="publishes per second one client address may make (429 above; default: no bound)",
+    )
+    store.add_argument(
+        "--publish-burst",
+        type=int,
+        default=ClientLimits().publish_burst,
+        metavar="N",
+        help="with --publish-rate: publishes one client may make at once",
+    )
+    store.add_argument(
+        "--max-waiting-per-client",
+        type=int,
+        default=None,
+        metavar="N",
+        help="subscribes of one client address that may wait at once (429 above; default: "
+        "no bound)",
+    )
     limits = serve.add_argument_group("connection limits")
     for flag, field, kind, metavar, text in _LIMIT_FLAGS:
         limits.add_argument(
@@ -303,6 +345,11 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
         "--subscribe-path", default="/events", help="path of the subscribe endpoint"
     )
     parser.add_argument("--publish-path", default="/publish", help="path of the publish endpoint")
+    parser.add_argument(
+        "--token",
+        default=None,
+        help=f"send Authorization: Bearer TOKEN (better: set {_CLIENT_TOKEN_ENV})",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -347,6 +394,12 @@ def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         )
     if args.redis is not None and args.persist is not None:
         parser.error("--persist is for the memory backend: with --redis, Redis keeps the events")
+    if args.redis is not None:
+        for flag in ("--max-buffered-bytes", "--max-stored-categories"):
+            if getattr(args, flag.removeprefix("--").replace("-", "_")) is not None:
+                parser.error(f"{flag} is for the memory backend: bound Redis with maxmemory")
+    elif args.max_buffered_bytes is None:
+        args.max_buffered_bytes = _DEFAULT_BUFFERED_BYTES
     addon = _persistor(parser, args)
     try:
         app = _build_app(args, addon)
@@ -385,6 +438,8 @@ def _build_app(args: argparse.Namespace, addon: AddOn | None) -> LongpollApp:
         delete_event_after_first_retrieval=args.delete_after_first,
         max_publish_body_bytes=args.max_body,
         max_categories_per_request=args.max_categories,
+        max_buffered_bytes=args.max_buffered_bytes,
+        max_stored_categories=args.max_stored_categories,
         addon=addon,
     )
     backend: Backend = MemoryBackend()
@@ -409,6 +464,11 @@ def _build_app(args: argparse.Namespace, addon: AddOn | None) -> LongpollApp:
         metrics_path=args.metrics_path,
         body_timeout_seconds=args.body_timeout,
         access=access,
+        client_limits=ClientLimits(
+            publish_per_second=args.publish_rate,
+            publish_burst=args.publish_burst,
+            max_waiting=args.max_waiting_per_client,
+        ),
     )
 
 
@@ -473,6 +533,14 @@ def _flag_names(message: str) -> str:
     for flag, field, *_ in _LIMIT_FLAGS:
         message = message.replace(field, flag)
     message = message.replace("body_timeout_seconds", "--body-timeout")
+    for field, flag in (
+        ("max_buffered_bytes", "--max-buffered-bytes"),
+        ("max_stored_categories", "--max-stored-categories"),
+        ("publish_per_second", "--publish-rate"),
+        ("publish_burst", "--publish-burst"),
+        ("max_waiting", "--max-waiting-per-client"),
+    ):
+        message = message.replace(field, flag)
     message = message.replace("publish_token", f"--publish-token (or {_PUBLISH_TOKEN_ENV})")
     message = message.replace(
         "operations_token", f"--operations-token (or {_OPERATIONS_TOKEN_ENV})"
@@ -597,6 +665,7 @@ def _run_client(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
             urls["--subscribe-path"],
             publish_url=urls["--publish-path"],
             poll_timeout_seconds=getattr(args, "poll_timeout", 45),
+            token=args.token or os.environ.get(_CLIENT_TOKEN_ENV) or None,
             # Without --retry, the first failure ends the command.
             on_failure=None if retry else _give_up,
         )

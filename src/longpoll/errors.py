@@ -17,6 +17,11 @@ class BackendUnavailable(LongpollError):
     """The backend's store (Redis) cannot be reached; nothing was stored. Retry later."""
 
 
+class StoreFull(LongpollError):
+    """A publish to a new category was refused: the store holds as many categories as
+    it may (`Options.max_stored_categories`); nothing was stored. Retry later."""
+
+
 class PersistenceFailed(LongpollError):
     """An add-on could not make a published event durable, so it was not acknowledged.
 

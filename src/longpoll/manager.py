@@ -28,6 +28,8 @@ class ManagerStats:
     categories: int
     buffered_events: int
     waiting_subscribers: int
+    buffered_bytes: int | None = None
+    """Bytes of the buffered events' JSON, where the backend keeps count (memory)."""
 
 
 class _State(enum.Enum):
@@ -388,7 +390,9 @@ class LongpollManager:
     async def stats(self) -> ManagerStats:
         """Count categories, buffered events and waiting subscribers."""
         backend = await self._backend.stats()
-        return ManagerStats(backend.categories, backend.buffered_events, self._waiters.count)
+        return ManagerStats(
+            backend.categories, backend.buffered_events, self._waiters.count, backend.buffered_bytes
+        )
 
     def _check_running(self) -> None:
         if self._state is not _State.RUNNING:

@@ -154,6 +154,11 @@ class Metrics:
         self._buffered = gauge(
             "longpoll_buffered_events", "Events held in the buffers.", "livemostrecent"
         )
+        self._buffered_bytes = gauge(
+            "longpoll_buffered_bytes",
+            "Bytes of the events held in the buffers (memory backend).",
+            "livemostrecent",
+        )
 
     def start(self) -> None:
         """With several processes, hand the counts over once a second until `stop()`."""
@@ -196,6 +201,8 @@ class Metrics:
         stats = await self.manager.stats()
         self._categories.set(stats.categories)
         self._buffered.set(stats.buffered_events)
+        if stats.buffered_bytes is not None:
+            self._buffered_bytes.set(stats.buffered_bytes)
         registry = self._registry
         if multiprocess():
             registry = _shared_registry()

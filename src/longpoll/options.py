@@ -31,12 +31,23 @@ class Options:
     """Largest publish request body accepted over HTTP (413 above it)."""
     max_categories_per_request: int = 16
     """Most categories one subscribe request may name."""
+    max_buffered_bytes: int | None = None
+    """Event bytes (their JSON) kept in all categories together; past it the oldest
+    events, whatever their category, are dropped first. None: no such bound.
+    Memory backend only (Redis has `maxmemory`)."""
+    max_stored_categories: int | None = None
+    """Categories kept at once; a publish to a new one beyond it is refused
+    (`StoreFull`, HTTP 507) until some empty out. None: no such bound. Memory
+    backend only."""
 
     def __post_init__(self) -> None:
         _check_int("max_longpoll_timeout_seconds", self.max_longpoll_timeout_seconds, 1)
         _check_int("max_event_buffer_size", self.max_event_buffer_size, 1)
         _check_int("max_publish_body_bytes", self.max_publish_body_bytes, 1)
         _check_int("max_categories_per_request", self.max_categories_per_request, 1)
+        for name in ("max_buffered_bytes", "max_stored_categories"):
+            if getattr(self, name) is not None:
+                _check_int(name, getattr(self, name), 1)
         ttl = self.event_ttl_seconds
         if ttl is not None and (
             isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl < math.inf

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import logging
+import resource
 import signal
 import socket
 import time
@@ -27,6 +29,9 @@ logger = logging.getLogger("longpoll.server")
 
 _CONNECTION_TICK_SECONDS = 0.25
 _MALFORMED_LOG_SECONDS = 10.0
+# Files kept free for what is not a client: the listening socket, Redis, logs, the add-on.
+_SPARE_FILES = 64
+_MOST_FILES = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +205,7 @@ async def serve(app: LongpollApp, sock: socket.socket, limits: ServerLimits | No
 
     A second signal cuts the grace period short.
     """
+    limits = fit_to_file_limit(limits if limits is not None else ServerLimits())
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     signals = (signal.SIGINT, signal.SIGTERM)
@@ -224,6 +230,36 @@ async def serve(app: LongpollApp, sock: socket.socket, limits: ServerLimits | No
     finally:
         for sig in signals:
             loop.remove_signal_handler(sig)
+
+
+def fit_to_file_limit(limits: ServerLimits) -> ServerLimits:
+    """Raise this process's limit of open files to the most allowed, and lower
+    `limits.max_connections` to what that limit can hold (with a warning).
+
+    Past the limit the operating system refuses new connections before the server
+    sees them, so that clients get no answer and nothing is logged; within it they
+    get the 503 of `max_connections`.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else max(soft, _MOST_FILES)
+    if soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError) as exc:
+            logger.warning("could not raise the limit of open files from %d: %s", soft, exc)
+    room = max(1, soft - _SPARE_FILES)
+    if room < limits.max_connections:
+        logger.warning(
+            "the limit of open files (%d) holds %d connections: --max-connections lowered "
+            "from %d (raise the hard limit, e.g. LimitNOFILE= in a systemd unit)",
+            soft,
+            room,
+            limits.max_connections,
+        )
+        return dataclasses.replace(limits, max_connections=room)
+    logger.info("up to %d connections (limit of open files: %d)", limits.max_connections, soft)
+    return limits
 
 
 def _cut_all(server: HttpServer) -> None:

@@ -37,6 +37,8 @@ class BackendStats:
 
     categories: int
     buffered_events: int
+    buffered_bytes: int | None = None
+    """Bytes of the buffered events' JSON, where the backend keeps count."""
 
 
 class EventCounts:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from bisect import bisect_left, bisect_right
 from collections import deque
@@ -12,6 +13,7 @@ from itertools import islice
 from typing import Any
 
 from longpoll.backends.base import Backend, BackendStats, ReadResult
+from longpoll.errors import StoreFull
 from longpoll.event import Event
 from longpoll.options import Options
 from longpoll.subscription import Subscription
@@ -94,9 +96,18 @@ class MemoryBackend(Backend):
         self._ttl_ms: int | None = None
         self._notify: Callable[[Event], None] = lambda event: None
         self._purge_task: asyncio.Task[None] | None = None
+        self._bytes = 0  # of the buffered events' JSON
+        self._max_bytes: int | None = None
+        self._max_categories: int | None = None
+        # With a byte bound: every event buffered, oldest first, across categories;
+        # events that left otherwise stay until they reach the front (or a rebuild).
+        self._oldest_first: deque[Event] = deque()
+        self._purged_for_room = -math.inf  # when a full store last purged (monotonic)
 
     async def start(self, options: Options, notify: Callable[[Event], None]) -> None:
         self._max_size = options.max_event_buffer_size
+        self._max_bytes = options.max_buffered_bytes
+        self._max_categories = options.max_stored_categories
         ttl = options.event_ttl_seconds
         self._ttl_ms = None if ttl is None else max(1, round(ttl * 1000))
         self._notify = notify
@@ -114,6 +125,8 @@ class MemoryBackend(Backend):
         return self.append_nowait(category, data, data_json)
 
     def append_nowait(self, category: str, data: Any, data_json: bytes) -> Event:
+        if self._max_categories is not None and category not in self._categories:
+            self._make_room_for_a_category()
         now = self._clock()
         timestamp = max(now, self._last_timestamp + self._resume_point_taken)
         self._last_timestamp = timestamp
@@ -156,9 +169,15 @@ class MemoryBackend(Backend):
         elif self._ttl_ms is not None:
             self._expire(category, now)
         if len(category.events) >= self._max_size:
-            category.evicted = category.events.popleft()
+            category.evicted = dropped = category.events.popleft()
+            self._bytes -= len(dropped.json)
             self.counts.dropped_for_size += 1
         category.events.append(event)
+        self._bytes += len(event.json)
+        if self._max_bytes is not None:
+            self._oldest_first.append(event)
+            if self._bytes > self._max_bytes:
+                self._drop_oldest()
 
     async def read(self, subscription: Subscription) -> ReadResult:
         return self.read_nowait(subscription)
@@ -218,6 +237,7 @@ class MemoryBackend(Backend):
             for index, stored in enumerate(category.events):
                 if stored is event:
                     del category.events[index]
+                    self._bytes -= len(event.json)
                     break
             self._forget_if_empty(event.category, category, now)
         return True
@@ -232,7 +252,44 @@ class MemoryBackend(Backend):
 
     async def stats(self) -> BackendStats:
         buffered = sum(len(category.events) for category in self._categories.values())
-        return BackendStats(categories=len(self._categories), buffered_events=buffered)
+        return BackendStats(
+            categories=len(self._categories), buffered_events=buffered, buffered_bytes=self._bytes
+        )
+
+    def _drop_oldest(self) -> None:
+        """Drop the oldest events, whatever their category, until the bytes fit."""
+        assert self._max_bytes is not None
+        oldest_first = self._oldest_first
+        while self._bytes > self._max_bytes and oldest_first:
+            event = oldest_first.popleft()
+            category = self._categories.get(event.category)
+            if category is None or not category.events or category.events[0] is not event:
+                continue  # it left already (for size, age, or after its first retrieval)
+            category.evicted = category.events.popleft()
+            self._bytes -= len(event.json)
+            self.counts.dropped_for_size += 1
+        # Events that left otherwise linger here: rebuild once they are most of it.
+        buffered = sum(len(category.events) for category in self._categories.values())
+        if len(oldest_first) > 2 * buffered + 1024:
+            everything = [e for category in self._categories.values() for e in category.events]
+            everything.sort(key=_position)
+            self._oldest_first = deque(everything)
+
+    def _make_room_for_a_category(self) -> None:
+        """Raise `StoreFull` unless a new category fits (purging empty ones, at most
+        once a second: that walks every category)."""
+        assert self._max_categories is not None
+        if len(self._categories) < self._max_categories:
+            return
+        now = time.monotonic()
+        if now - self._purged_for_room >= 1.0:
+            self._purged_for_room = now
+            self.purge()
+            if len(self._categories) < self._max_categories:
+                return
+        raise StoreFull(
+            f"the server keeps at most {self._max_categories} categories: try again later"
+        )
 
     def _is_expired(self, event: Event, now: int) -> bool:
         return self._ttl_ms is not None and event.timestamp <= now - self._ttl_ms
@@ -240,7 +297,8 @@ class MemoryBackend(Backend):
     def _expire(self, category: _Category, now: int) -> None:
         events = category.events
         while events and self._is_expired(events[0], now):
-            category.evicted = events.popleft()
+            category.evicted = dropped = events.popleft()
+            self._bytes -= len(dropped.json)
             self.counts.expired += 1
 
     def _forget_if_empty(self, name: str, category: _Category, now: int) -> None:

@@ -322,6 +322,11 @@ class RedisBackend(Backend):
         )
 
     async def start(self, options: Options, notify: Callable[[Event], None]) -> None:
+        for name in ("max_buffered_bytes", "max_stored_categories"):
+            if getattr(options, name) is not None:
+                raise ValueError(
+                    f"{name} is for the memory backend: bound Redis with its maxmemory setting"
+                )
         self._max_size = options.max_event_buffer_size
         ttl = options.event_ttl_seconds
         self._ttl_ms = 0 if ttl is None else max(1, round(ttl * 1000))
