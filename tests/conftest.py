@@ -4,9 +4,12 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
+from pathlib import Path
 
 import httpx
 import pytest
+import pytest_asyncio
+from playwright.async_api import Browser, async_playwright
 
 from bench.redis_server import RedisServer
 from longpoll import LongpollApp, LongpollManager, MemoryBackend, Options
@@ -14,6 +17,20 @@ from longpoll.backends import Backend
 from tests.servers import RunningServer, http_client, serve_app
 
 ServerFactory = Callable[..., AbstractAsyncContextManager[RunningServer]]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_PRESENT = Path(CHROMIUM).exists()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    """Debian's Chromium, headless (Playwright's own browser downloads are not used)."""
+    if not CHROMIUM_PRESENT:
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)")
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        yield chromium
+        await chromium.close()
 
 
 @pytest.fixture(scope="session")

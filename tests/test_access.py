@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import os
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from longpoll import LongpollApp, LongpollManager
@@ -20,6 +23,7 @@ from longpoll.access import AccessDenied, AccessPolicy, Action
 from longpoll.tokens import TokenVerifier, issue
 from tests.servers import RunningServer, http_client, serve_app, serve_process
 
+ROOT = Path(__file__).resolve().parent.parent
 SECRET = "s3cret-for-tests-only-0123456789abcdef"
 PUBLISH_TOKEN = "publish-token-for-tests-0123456789abcdef"
 APP_ORIGIN = "http://app.example"
@@ -420,3 +424,85 @@ def test_a_server_others_can_reach_warns_when_anyone_may_publish_or_subscribe(
         text = caplog.text
         assert all(flag in text for flag in expected), (host, extra, text)
         assert bool(text) == bool(expected), (host, extra, text)
+
+
+def test_the_command_line_clients_send_a_token() -> None:
+    env_before = dict(os.environ)
+    os.environ["LONGPOLL_PUBLISH_TOKEN"] = PUBLISH_TOKEN
+    try:
+        with serve_process() as serving:
+            command = [sys.executable, "-m", "longpoll.cli", "publish", "news", "hi"]
+            command += ["--url", serving.url]
+            clean = {k: v for k, v in os.environ.items() if k != "LONGPOLL_PUBLISH_TOKEN"}
+            refused = subprocess.run(command, capture_output=True, text=True, timeout=30, env=clean)
+            assert refused.returncode == 1
+            assert refused.stderr.count("\n") == 1
+            assert "401" in refused.stderr and "publishing needs a token" in refused.stderr
+            sent = subprocess.run(
+                command,
+                capture_output=True, text=True, timeout=30, check=True,
+                env={**clean, "LONGPOLL_TOKEN": PUBLISH_TOKEN},
+            )  # fmt: skip
+            assert orjson.loads(sent.stdout)["id"]
+            flagged = subprocess.run(
+                [*command, "--token", PUBLISH_TOKEN],
+                capture_output=True, text=True, timeout=30, check=True, env=clean,
+            )  # fmt: skip
+            assert orjson.loads(flagged.stdout)["id"]
+    finally:
+        os.environ.clear()
+        os.environ.update(env_before)
+
+
+async def test_the_documented_access_example(portable: bool) -> None:
+    source = (ROOT / "docs" / "examples" / "access_app.py").read_text()
+    assert source.strip() in (ROOT / "docs" / "security.md").read_text()
+    module = importlib.reload(importlib.import_module("docs.examples.access_app"))
+    app = module.build_app()
+    async with serve_app(app, portable=portable) as running, http_client(running.url) as client:
+        ann = {"cookie": "session=s3cr3t-session"}
+        anonymous = await client.get("/events", params={"category": "news", "timeout": 1})
+        assert (anonymous.status_code, anonymous.json()) == (401, {"error": "log in first"})
+        published = await client.post("/publish", json={"category": "news", "data": 1}, headers=ann)
+        assert published.status_code == 200
+        own = await client.get(
+            "/events",
+            params={"category": ["news", "user.ann.inbox"], "timeout": 1, "since_time": -1},
+            headers=ann,
+        )
+        assert own.json()["events"][0]["data"] == 1
+        other = await client.get(
+            "/events", params={"category": "user.bob", "timeout": 1}, headers=ann
+        )
+        assert other.status_code == 403
+        page = await client.options(
+            "/publish",
+            headers={"origin": "https://app.example", "access-control-request-method": "POST"},
+        )
+        assert page.status_code == 204
+
+
+async def test_the_python_client_renews_a_signed_token_after_a_401() -> None:
+    from longpoll.client import AsyncClient
+
+    policy = AccessPolicy(subscribe_secret=SECRET, publish_token=PUBLISH_TOKEN)
+    async with served(False, policy) as (running, _):
+        tokens = [issue(SECRET, ["news"], 60, now=time.time() - 120), issue(SECRET, ["news"], 600)]
+        given: list[str] = []
+
+        def next_token() -> str:
+            given.append(tokens[min(len(given), 1)])
+            return given[-1]
+
+        subscriber = AsyncClient(f"{running.url}/events", poll_timeout_seconds=5, token=next_token)
+        publisher = AsyncClient(
+            f"{running.url}/events", publish_url=f"{running.url}/publish", token=PUBLISH_TOKEN
+        )
+        async with subscriber, publisher:
+            stream = subscriber.subscribe("news", since=-1)
+            await publisher.publish("news", "signed")
+            async with asyncio.timeout(10):
+                event = await anext(aiter(stream))
+            await stream.aclose()
+        assert event.data == "signed"
+        assert given[:2] == tokens

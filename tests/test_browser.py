@@ -21,20 +21,19 @@ import httpx
 import orjson
 import pytest
 import pytest_asyncio
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from longpoll import BrowserClientHandler, LongpollApp, LongpollManager, Options
+from longpoll import AccessPolicy, BrowserClientHandler, LongpollApp, LongpollManager, Options
 from longpoll._http import Receive, Scope, Send
 from longpoll.browser import client_script
+from longpoll.tokens import issue
 from tests.servers import http_client, serve_app, serve_until_crash, wait_for_waiters
 from tests.test_client_token import TokenGate
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_PRESENT = Path(CHROMIUM).exists()
 ROOT = Path(__file__).resolve().parent.parent
 
 App = Callable[[Scope, Receive, Send], Awaitable[None]]
@@ -138,17 +137,6 @@ async def token_site(
     gate = TokenGate(LongpollApp(manager), tokens)
     async with serve_app(Site(gate), manager) as server:
         yield gate, server.url, manager
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    """Debian's Chromium, headless (Playwright's own browser downloads are not used)."""
-    if not CHROMIUM_PRESENT:
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)")
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
-        yield chromium
-        await chromium.close()
 
 
 @pytest_asyncio.fixture(loop_scope="module")
@@ -527,6 +515,31 @@ async def test_a_token_function_authorizes_every_request_and_renews_after_a_401(
     expected = ["expired", "good", "good", "good", "renewed", "renewed", "renewed"]
     assert given == expected  # one call per request: the six above and the poll waiting
     assert gate.authorizations() == [f"Bearer {token}" for token in expected]
+
+
+async def test_signed_subscribe_tokens_of_the_server_are_renewed_after_a_401(
+    page: Page,
+) -> None:
+    secret = "a-subscribe-secret-for-the-browser-tests"
+    manager = LongpollManager()
+    app = Site(LongpollApp(manager, access=AccessPolicy(subscribe_secret=secret)))
+    expired = issue(secret, ["c"], ttl_seconds=60, now=time.time() - 120)
+    valid = issue(secret, ["c"], ttl_seconds=600)
+    async with serve_app(app, manager) as server:
+        await open_harness(page, server.url)
+        options = {"subscribeUrl": "/events", "category": "c"}
+        await start_with_tokens(page, [expired, valid], options)
+        await wait_for_waiters(manager, 1)
+        published = await manager.publish("c", "signed")
+        await wait_until(page, "got.events.length === 1")
+        result = await got(page)
+        given = await page.evaluate("given")
+        await page.evaluate("client.stop()")
+    assert [event["id"] for event in result["events"]] == [str(published.id)]
+    assert result["failures"] == []
+    assert given[:2] == [expired, valid]
+    sent = [seen.headers.get("authorization") for seen in app.seen("/events")]
+    assert sent[:2] == [f"Bearer {expired}", f"Bearer {valid}"]
 
 
 async def test_a_refused_token_is_a_failure_and_403_is_never_retried(page: Page) -> None:

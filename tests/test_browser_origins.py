@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page
 from starlette.applications import Starlette
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
@@ -19,9 +18,6 @@ from longpoll.access import AccessPolicy
 from tests.servers import RunningServer, serve_app
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_PRESENT = Path(CHROMIUM).exists()
 
 
 async def blank_page(request: object) -> HTMLResponse:
@@ -52,16 +48,6 @@ async def other_origin() -> AsyncIterator[str]:
 async def longpoll_server(access: AccessPolicy | None = None) -> AsyncIterator[RunningServer]:
     async with serve_app(LongpollApp(LongpollManager(), access=access)) as running:
         yield running
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    if not CHROMIUM_PRESENT:
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)")
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
-        yield chromium
-        await chromium.close()
 
 
 @pytest_asyncio.fixture(loop_scope="module")

@@ -17,15 +17,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from tests.servers import http_client
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_PRESENT = Path(CHROMIUM).exists()
 ROOT = Path(__file__).resolve().parent.parent
 _URL = re.compile(rb"open (http://127\.0\.0\.1:\d+)/")
 WAIT_MS = 10_000  # the longest any visible change may take
@@ -98,17 +95,6 @@ async def example(name: str, *flags: str) -> AsyncIterator[Example]:
         yield running
     finally:
         await (running or Example(process, "")).stop(signal.SIGKILL)
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    """Debian's Chromium, headless (Playwright's own browser downloads are not used)."""
-    if not CHROMIUM_PRESENT:
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)")
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
-        yield chromium
-        await chromium.close()
 
 
 @contextlib.asynccontextmanager
