@@ -9,6 +9,7 @@ that a page on another origin makes through a visitor's browser.
 from __future__ import annotations
 
 import hmac
+import inspect
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Literal
 
@@ -117,6 +118,8 @@ class AccessPolicy:
             return None
         if decision is False:
             raise _forbidden(action)
+        if not inspect.isawaitable(decision):
+            raise TypeError(f"the authorize hook returned {decision!r}, not a bool")
         return self._decided(decision, action)
 
     def check_operations(self, request: Request) -> None:
