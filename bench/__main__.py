@@ -1,7 +1,9 @@
 """Command line: ``python -m bench SCENARIO [options]``, ``python -m bench report ...``
 or ``python -m bench suite`` (every scenario against every server, then docs/benchmarks.md).
 
-Scenarios: fanout, idle-memory, publish, publish-persist, catchup, stream.
+Scenarios: fanout, idle-memory, publish, publish-persist, catchup, stream. Against a
+server with access control, set LONGPOLL_PUBLISH_TOKEN and LONGPOLL_SUBSCRIBE_SECRET as it
+has them: every publish then sends the token, every subscribe a token signed with the secret.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 from types import FrameType
 
 from bench import progress
+from bench.credentials import Credentials, refused
 from bench.fanout import run_fanout
 from bench.http import HTTPError
 from bench.memory import run_idle_memory
@@ -117,6 +120,7 @@ def options_from(args: argparse.Namespace) -> RunOptions:
         payload_bytes=args.payload_bytes,
         server_pid=args.server_pid,
         max_seconds=args.max_seconds,
+        credentials=Credentials.from_env(),
     )
 
 
@@ -146,16 +150,21 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGALRM, _on_alarm)
     signal.alarm(max(1, int(opts.max_seconds)))
     try:
+        print(opts.credentials.note())
         if args.scenario == "fanout":
             fanout = run_fanout(opts, args.sizes, args.rounds)
             print(fanout_table(fanout))
             if args.json:
                 write_json(args.json, "fanout", vars(args), fanout)
+            if error := refused(fanout):
+                print(error, file=sys.stderr)
             return 1 if fanout.failed else 0
         memory = run_idle_memory(opts, args.waiters, args.warmup, args.hold)
         print(memory_table(memory))
         if args.json:
             write_json(args.json, "idle-memory", vars(args), memory)
+        if error := refused(memory):
+            print(error, file=sys.stderr)
         return 1 if memory.errors or memory.sent < memory.waiters else 0
     except (WorkerError, RunTimeout, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

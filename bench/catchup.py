@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from bench.credentials import NO_CREDENTIALS, Credentials
 from bench.http import BlockingConnection, HTTPError, fetch, post_json_request, subscribe_request
 from bench.load import LEAD_S, LoadReport, run_load
 from bench.server import ServerPid
@@ -29,9 +30,15 @@ class Position:
 
 
 def publish_events(
-    target: Target, path: str, category: str, count: int, payload_bytes: int
+    target: Target,
+    path: str,
+    category: str,
+    count: int,
+    payload_bytes: int,
+    token: str | None = None,
 ) -> list[Position]:
-    """Publish `count` events on one keep-alive connection; their positions, in order."""
+    """Publish `count` events on one keep-alive connection (with `token` as
+    `Authorization: Bearer`); their positions, in order."""
     conn = BlockingConnection(target, 10.0)
     positions: list[Position] = []
     try:
@@ -40,7 +47,7 @@ def publish_events(
             if payload_bytes:
                 data["pad"] = "x" * payload_bytes
             body = json.dumps({"category": category, "data": data}).encode()
-            response = conn.request(post_json_request(target, path, body))
+            response = conn.request(post_json_request(target, path, body, token))
             if response.status != 200:
                 raise HTTPError(f"publish {number} answered HTTP {response.status}")
             reply = json.loads(response.body)
@@ -94,20 +101,24 @@ def run_catchup(
     max_requests: int,
     server_pid: ServerPid | None,
     lead_s: float = LEAD_S,
+    credentials: Credentials = NO_CREDENTIALS,
 ) -> CatchupReport:
     """Publish `events` events, check one answer, then loop the catch-up request."""
     if events < 1 or since not in SINCE_CHOICES:
         raise ValueError(f"--events must be at least 1 and --since one of {SINCE_CHOICES}")
-    positions = publish_events(target, publish_path, category, events, payload_bytes)
+    positions = publish_events(
+        target, publish_path, category, events, payload_bytes, credentials.publish_token
+    )
+    since_time, last_id = -1, None
     if since == "first":
         first = positions[0]
         if first.timestamp is None or first.id is None:
             raise ValueError("--since first needs publish replies with id and timestamp")
-        request = subscribe_request(
-            target, events_path, category, poll_timeout_s, first.timestamp, first.id
-        )
-    else:
-        request = subscribe_request(target, events_path, category, poll_timeout_s, -1)
+        since_time, last_id = first.timestamp, first.id
+    token = credentials.subscribe_token(category)
+    request = subscribe_request(
+        target, events_path, category, poll_timeout_s, since_time, last_id, token
+    )
     probe = fetch(target, request, poll_timeout_s + 10.0)
     if probe.status != 200:
         raise ValueError(f"the catch-up request was answered HTTP {probe.status}")

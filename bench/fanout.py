@@ -113,7 +113,14 @@ def run_round(
     publish_ack_ms: float | None = None
     publish_error = ""
     try:
-        published = publish(opts.target, opts.publish_path, opts.category, data, 30.0)
+        published = publish(
+            opts.target,
+            opts.publish_path,
+            opts.category,
+            data,
+            30.0,
+            opts.credentials.publish_token,
+        )
         t0, collect_s = published.t0_ns, opts.collect_timeout_s
         publish_status, publish_ack_ms = published.status, published.ack_ms
     except HTTPError as exc:

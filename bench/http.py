@@ -67,10 +67,12 @@ def subscribe_request(
     timeout_s: int,
     since_time: int | None = None,
     last_id: str | None = None,
+    token: str | None = None,
 ) -> bytes:
     """The bytes of ``GET path?category=...&timeout=...`` on a keep-alive connection.
 
-    `since_time` and `last_id` are added when given (a resume position).
+    `since_time` and `last_id` are added when given (a resume position); `token`, as
+    `Authorization: Bearer`.
     """
     query = f"category={quote(category, safe='')}&timeout={timeout_s}"
     if since_time is not None:
@@ -81,8 +83,14 @@ def subscribe_request(
         f"GET {target.path(path)}?{query} HTTP/1.1\r\n"
         f"Host: {target.host_header}\r\n"
         "Accept: application/json\r\n"
+        f"{_authorization(token)}"
         "\r\n"
     ).encode("ascii")
+
+
+def _authorization(token: str | None) -> str:
+    """The `Authorization: Bearer` header line for `token`, or '' without one."""
+    return "" if token is None else f"Authorization: Bearer {token}\r\n"
 
 
 def get_request(target: Target, path_and_query: str) -> bytes:
@@ -95,13 +103,14 @@ def get_request(target: Target, path_and_query: str) -> bytes:
     ).encode("ascii")
 
 
-def post_json_request(target: Target, path: str, body: bytes) -> bytes:
-    """The bytes of ``POST path`` with a JSON `body`."""
+def post_json_request(target: Target, path: str, body: bytes, token: str | None = None) -> bytes:
+    """The bytes of ``POST path`` with a JSON `body`; `token` as `Authorization: Bearer`."""
     head = (
         f"POST {target.path(path)} HTTP/1.1\r\n"
         f"Host: {target.host_header}\r\n"
         "Content-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\n"
+        f"{_authorization(token)}"
         "\r\n"
     ).encode("ascii")
     return head + body

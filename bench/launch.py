@@ -16,6 +16,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.credentials import ACCESS_ENV, NO_CREDENTIALS, Credentials
 from bench.server import read_waiting
 from bench.target import parse_target
 
@@ -55,21 +56,28 @@ def stop(process: subprocess.Popen[bytes], timeout_s: float = 15.0) -> None:
 
 @dataclass
 class ServedVariant:
-    """A running server for one variant, and the command that reproduces it."""
+    """A running server for one variant, the command that reproduces it, and the tokens
+    its clients must send."""
 
     process: subprocess.Popen[bytes]
     url: str
     command: list[str]
+    credentials: Credentials = NO_CREDENTIALS
 
 
-def _start(command: list[str], core: int, log: Path) -> subprocess.Popen[bytes]:
+def _start(
+    command: list[str], core: int, log: Path, credentials: Credentials = NO_CREDENTIALS
+) -> subprocess.Popen[bytes]:
+    """`command` pinned to `core`, output to `log`; access control only from `credentials`
+    (none inherited from this process's environment)."""
+    env = {k: v for k, v in os.environ.items() if k not in ACCESS_ENV}
     with log.open("wb") as out:
         return subprocess.Popen(
             command,
             stdout=out,
             stderr=subprocess.STDOUT,
             preexec_fn=pinned(core),
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**env, "PYTHONUNBUFFERED": "1", **credentials.env()},
         )
 
 
@@ -77,10 +85,13 @@ _LISTENING = re.compile(r"listening on (http://\S+)")
 
 
 @contextlib.contextmanager
-def serve_variant(flags: list[str], core: int, log: Path) -> Iterator[ServedVariant]:
-    """`longpoll serve --port 0 FLAGS` pinned to `core`; stopped with SIGTERM at the end."""
+def serve_variant(
+    flags: list[str], core: int, log: Path, credentials: Credentials = NO_CREDENTIALS
+) -> Iterator[ServedVariant]:
+    """`longpoll serve --port 0 FLAGS` pinned to `core`, with `credentials`' publish token
+    and subscribe secret in its environment; stopped with SIGTERM at the end."""
     command = [sys.executable, "-m", "longpoll.cli", "serve", "--port", "0", *flags]
-    process = _start(command, core, log)
+    process = _start(command, core, log, credentials)
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
@@ -90,8 +101,8 @@ def serve_variant(flags: list[str], core: int, log: Path) -> Iterator[ServedVari
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("longpoll serve did not start:\n" + log.read_text())
             time.sleep(0.05)
-        shown = ["taskset", "-c", str(core), "longpoll", *command[3:]]
-        yield ServedVariant(process, match.group(1), shown)
+        shown = [*credentials.shown(), "taskset", "-c", str(core), "longpoll", *command[3:]]
+        yield ServedVariant(process, match.group(1), shown, credentials)
     finally:
         stop(process)
 

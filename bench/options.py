@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from bench.credentials import NO_CREDENTIALS, Credentials
 from bench.http import subscribe_request
 from bench.server import ServerPid
 from bench.target import Target
@@ -31,11 +32,16 @@ class RunOptions:
     payload_bytes: int
     server_pid: ServerPid | None
     max_seconds: float
+    credentials: Credentials = NO_CREDENTIALS  # the tokens every request carries
 
     def worker_configs(self, max_subscribers: int) -> list[WorkerConfig]:
         """One config per worker process, sized for `max_subscribers` in total."""
         request = subscribe_request(
-            self.target, self.events_path, self.category, self.poll_timeout_s
+            self.target,
+            self.events_path,
+            self.category,
+            self.poll_timeout_s,
+            token=self.credentials.subscribe_token(self.category),
         )
         return [
             WorkerConfig(

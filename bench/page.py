@@ -21,7 +21,20 @@ from bench.summary import (
     rows_of,
     use_agg,
 )
-from bench.targets import BASELINE, SUBJECT, TARGETS, Bodies, Figure, Target, check, figure, ratio
+from bench.targets import (
+    BASELINE,
+    PARITY,
+    SUBJECT,
+    TARGETS,
+    VERDICTS,
+    Bodies,
+    Figure,
+    Parity,
+    Target,
+    check,
+    figure,
+    ratio,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,7 +230,10 @@ def _targets(record: Record) -> list[str]:
         f"`{SUBJECT}` is judged against `{BASELINE}`, `LongpollApp` on stock uvicorn, measured "
         "in the same run: a ratio is `serve`'s figure over `asgi-uvicorn`'s. A target with "
         "a bound of its own (idle memory, the stream) is judged on `serve`'s figure alone, "
-        "and any problem noted with a figure (a missed event, an error) misses the target.",
+        "and any problem noted with a figure (a missed event, an error) misses the target. "
+        "The rows that judge another variant against another baseline (what access control "
+        "costs: `serve-tokens` against `serve`) name them in their cells, and are met when "
+        "each of their figures is.",
         "",
         f"| target | {SUBJECT} | {BASELINE} | ratio | verdict | {SUBJECT} limited by "
         f"| {BASELINE} limited by |",
@@ -231,7 +247,32 @@ def _targets(record: Record) -> list[str]:
             f"| **{result.verdict}** | {_limited(SUBJECT, target, bodies, mine)} "
             f"| {_limited(BASELINE, target, bodies, theirs)} |"
         )
-    return lines
+    return lines + [_parity(parity, bodies) for parity in PARITY]
+
+
+def _parity(parity: Parity, bodies: Bodies) -> str:
+    """A `Parity` target as one row: each part's figures and ratio in turn, and what limited
+    each variant's figures, scenario by scenario."""
+    checks, met = parity.judge(bodies)
+    sides = {
+        parity.subject: [result.subject for result in checks],
+        parity.baseline: [result.baseline for result in checks],
+    }
+    figures, limits = [], []
+    for label, seen in sides.items():
+        pairs = list(zip(parity.parts, seen, strict=True))
+        shown = "; ".join(f"{part.scenario} {_shown(mine)}" for part, mine in pairs)
+        figures.append(f"`{label}`: {shown}")
+        by_scenario = {part.scenario: _limited(label, part, bodies, mine) for part, mine in pairs}
+        limits.append("; ".join(f"{name}: {limit}" for name, limit in by_scenario.items()))
+    ratios = "; ".join(
+        f"{part.figure} {_times(result.ratio)}"
+        for part, result in zip(parity.parts, checks, strict=True)
+    )
+    return (
+        f"| {parity.name} | {figures[0]} | {figures[1]} | {ratios} | **{VERDICTS[met]}** "
+        f"| {limits[0]} | {limits[1]} |"
+    )
 
 
 def _shown(seen: Figure | None) -> str:
@@ -292,7 +333,14 @@ def _variants(record: Record) -> list[str]:
     return [
         *lines,
         "",
-        "`serve` is `longpoll serve`, the project's own server. `asgi-uvicorn` is "
+        "`serve` is `longpoll serve`, the project's own server. `serve-tokens` is "
+        "`longpoll serve` with access control on, from its environment: a publish token and "
+        "a subscribe secret (32 random bytes each, fresh for every suite). Every publish of "
+        "the load generator then sends the token as `Authorization: Bearer`, and every "
+        "subscribe a token (JWT) signed with the secret that grants its category, in the "
+        "same header (the server verifies it once and keeps it); an answer 401 counts as an "
+        "error. It runs side by side with `serve`, and the targets compare the two. Both "
+        "count the Prometheus metrics, as `longpoll serve` always does. `asgi-uvicorn` is "
         "`LongpollApp`, the ASGI app (`bench/apps.py`: memory backend, default options, the "
         "garbage-collector settings of `longpoll serve`), on stock uvicorn with uvloop and "
         "httptools: what users who mount the ASGI app get, and the baseline of the targets. "

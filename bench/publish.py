@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+from bench.credentials import NO_CREDENTIALS, Credentials
 from bench.http import post_json_request
 from bench.load import LEAD_S, LoadReport, load_notes, run_load
 from bench.server import ServerPid
@@ -35,9 +36,11 @@ def run_publish(
     payload_bytes: int = 0,
     server_pid: ServerPid | None = None,
     lead_s: float = LEAD_S,
+    credentials: Credentials = NO_CREDENTIALS,
 ) -> LoadReport:
     """Publish back to back on `connections` connections; count what the window saw."""
-    request = post_json_request(target, publish_path, publish_body(category, payload_bytes))
+    body = publish_body(category, payload_bytes)
+    request = post_json_request(target, publish_path, body, credentials.publish_token)
     return run_load(
         target,
         request,

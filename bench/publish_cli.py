@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import uuid
 from pathlib import Path
 
+from bench.credentials import Credentials, refused
 from bench.load import LOAD_HEADER, load_line
 from bench.persist import persist_table, run_persist
 from bench.publish import publish_notes, run_publish
@@ -51,6 +53,7 @@ def main_publish(args: argparse.Namespace) -> int:
     """Run `publish` or `publish-persist`; 1 if any publish failed."""
     cores = parse_cores(args.pin) if args.pin else None
     if args.scenario == "publish":
+        credentials = Credentials.from_env()
         report = run_publish(
             parse_target(args.url),
             args.publish_path,
@@ -63,13 +66,17 @@ def main_publish(args: argparse.Namespace) -> int:
             max_requests=args.max_requests,
             payload_bytes=args.payload_bytes,
             server_pid=args.server_pid,
+            credentials=credentials,
         )
         print(f"publish against {report.url}: {args.connections} connections")
+        print(credentials.note())
         print(LOAD_HEADER)
         print(load_line("publish", report))
         print("\n".join(["", *publish_notes()]))
         if args.json:
             write_json(args.json, "publish", vars(args), report)
+        if error := refused(report):
+            print(error, file=sys.stderr)
         return 1 if report.failed else 0
     persist = run_persist(
         server_core=args.server_core,

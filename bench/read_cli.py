@@ -2,7 +2,9 @@
 
 Either against a server you started (`--url`, `--server-pid`), or against a fresh
 `longpoll serve --port 0` the harness starts pinned to `--server-core` (as
-`taskset -c CORE` would) and stops at the end. The output says which.
+`taskset -c CORE` would) and stops at the end. The output says which. The tokens in
+`LONGPOLL_PUBLISH_TOKEN` and `LONGPOLL_SUBSCRIBE_SECRET`, if set, are sent (and given to
+the server the harness starts).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import shlex
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -17,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.catchup import SINCE_CHOICES, CatchupReport, run_catchup
+from bench.credentials import Credentials, refused
 from bench.launch import serve_variant
 from bench.load import LOAD_HEADER, load_line, load_notes
 from bench.report import write_json
@@ -90,8 +94,9 @@ class Served:
 
 
 @contextlib.contextmanager
-def _server(args: argparse.Namespace) -> Iterator[Served]:
-    """The server at --url, or a fresh `longpoll serve` on --server-core (stopped after)."""
+def _server(args: argparse.Namespace, credentials: Credentials) -> Iterator[Served]:
+    """The server at --url, or a fresh `longpoll serve` on --server-core (stopped after),
+    with `credentials`' publish token and subscribe secret."""
     stats = getattr(args, "stats_url", None)
     if args.server_core is None:
         where = f"server at {args.url}, not started by the harness"
@@ -106,7 +111,10 @@ def _server(args: argparse.Namespace) -> Iterator[Served]:
     with (
         tempfile.TemporaryDirectory(prefix="longpoll-bench-") as workdir,
         serve_variant(
-            shlex.split(args.serve_flags), args.server_core, Path(workdir) / "serve.log"
+            shlex.split(args.serve_flags),
+            args.server_core,
+            Path(workdir) / "serve.log",
+            credentials,
         ) as served,
     ):
         target = parse_target(served.url)
@@ -134,7 +142,8 @@ def main_read(args: argparse.Namespace) -> int:
     cores = parse_cores(args.pin) if args.pin else None
     pin(cores)
     category = args.category or f"bench-{uuid.uuid4().hex[:8]}"
-    with _server(args) as served:
+    credentials = Credentials.from_env()
+    with _server(args, credentials) as served:
         server_pid = args.server_pid if args.server_core is None else served.pid
         if args.scenario == "catchup":
             catchup = run_catchup(
@@ -153,12 +162,16 @@ def main_read(args: argparse.Namespace) -> int:
                 duration_s=args.duration,
                 max_requests=args.max_requests,
                 server_pid=server_pid,
+                credentials=credentials,
             )
             print(served.note)
             print(_generator_note(cores, catchup.load.procs))
+            print(credentials.note())
             print(_catchup_text(catchup, args.connections))
             if args.json:
                 write_json(args.json, "catchup", _options(args, served), catchup)
+            if error := refused(catchup):
+                print(error, file=sys.stderr)
             return 1 if catchup.failed else 0
         procs = args.procs if args.procs is not None else len(cores) if cores else 2
         stream = run_stream(
@@ -181,12 +194,16 @@ def main_read(args: argparse.Namespace) -> int:
             settle_timeout_s=args.settle_timeout,
             drain_s=args.drain,
             server_pid=server_pid,
+            credentials=credentials,
         )
         print(served.note)
         print(_generator_note(cores, stream.procs))
+        print(credentials.note())
         print(stream_table(stream))
         if args.json:
             write_json(args.json, "stream", _options(args, served), stream)
+        if error := refused(stream):
+            print(error, file=sys.stderr)
         return 1 if stream.failed else 0
 
 

@@ -28,9 +28,18 @@ class Published:
         return (self.ack_ns - self.t0_ns) / 1e6
 
 
-def publish(target: Target, path: str, category: str, data: object, timeout_s: float) -> Published:
-    """POST one event; the clock starts after connecting, just before the write."""
-    raw = post_json_request(target, path, json.dumps({"category": category, "data": data}).encode())
+def publish(
+    target: Target,
+    path: str,
+    category: str,
+    data: object,
+    timeout_s: float,
+    token: str | None = None,
+) -> Published:
+    """POST one event (with `token` as `Authorization: Bearer`); the clock starts after
+    connecting, just before the write."""
+    body = json.dumps({"category": category, "data": data}).encode()
+    raw = post_json_request(target, path, body, token)
     conn = BlockingConnection(target, timeout_s)
     try:
         t0 = time.monotonic_ns()

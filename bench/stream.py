@@ -30,6 +30,7 @@ from typing import Any, cast
 
 import orjson
 
+from bench.credentials import NO_CREDENTIALS, Credentials
 from bench.http import BlockingConnection, HTTPError, ResponseParser, post_json_request
 from bench.http import subscribe_request as _subscribe_request
 from bench.pool import split
@@ -53,6 +54,7 @@ class StreamConfig:
     events_path: str
     category: str
     poll_timeout_s: int
+    token: str | None  # the subscribe token every poll carries
     run_id: str
     subscribers: int
     planned: int  # events the publisher plans to send (seq 0 .. planned-1), end event aside
@@ -142,6 +144,7 @@ class _Subscriber:
             config.poll_timeout_s,
             self.since,
             self.last_id,
+            config.token,
         )
         assert self.conn is not None
         self.conn.send(request)
@@ -409,12 +412,17 @@ class Publisher:
 
 
 def _publish_one(
-    conn: BlockingConnection, target: Target, path: str, category: str, data: dict[str, object]
+    conn: BlockingConnection,
+    target: Target,
+    path: str,
+    category: str,
+    data: dict[str, object],
+    token: str | None,
 ) -> tuple[BlockingConnection, str]:
     """POST one event; '' or what went wrong (the connection is reopened if needed)."""
     body = json.dumps({"category": category, "data": data}, separators=(",", ":")).encode()
     try:
-        response = conn.request(post_json_request(target, path, body))
+        response = conn.request(post_json_request(target, path, body, token))
     except HTTPError as exc:
         conn.close()
         return BlockingConnection(target, 10.0), f"publish failed ({exc})"
@@ -435,8 +443,10 @@ def publish_stream(
     first_ns: int,
     payload_bytes: int,
     bar: Bar,
+    token: str | None = None,
 ) -> Publisher:
-    """Send `planned` events at `rate` per second from `first_ns`, then the end event."""
+    """Send `planned` events at `rate` per second from `first_ns`, then the end event
+    (with `token` as `Authorization: Bearer`)."""
     log = Publisher()
     pad = "x" * payload_bytes
     conn = BlockingConnection(target, 10.0)
@@ -452,7 +462,7 @@ def publish_stream(
                 data["end"] = True
             elif pad:
                 data["pad"] = pad
-            conn, problem = _publish_one(conn, target, path, category, data)
+            conn, problem = _publish_one(conn, target, path, category, data, token)
             if seq == planned:
                 log.end_acknowledged = not problem
             elif problem:
@@ -545,6 +555,7 @@ def run_stream(
     settle_timeout_s: float,
     drain_s: float,
     server_pid: ServerPid | None,
+    credentials: Credentials = NO_CREDENTIALS,
 ) -> StreamReport:
     """Run the stream; every wait is bounded (connects, settle, publishing, drain)."""
     if subscribers < 1 or procs < 1 or rate <= 0 or duration_s <= 0 or max_events < 1:
@@ -556,6 +567,7 @@ def run_stream(
     connect_s = 3 * connect_timeout_s + 30
     start = time.monotonic_ns() + int((1.0 + subscribers / 2000) * 1e9)
     deadline = start + int((connect_s + settle_timeout_s + duration_s + drain_s) * 1e9)
+    token = credentials.subscribe_token(category)
     configs = [
         StreamConfig(
             index=index,
@@ -563,6 +575,7 @@ def run_stream(
             events_path=events_path,
             category=category,
             poll_timeout_s=poll_timeout_s,
+            token=token,
             run_id=run_id,
             subscribers=count,
             planned=planned,
@@ -602,6 +615,7 @@ def run_stream(
                 first_ns=first,
                 payload_bytes=payload_bytes,
                 bar=bar,
+                token=credentials.publish_token,
             )
         report.publishing_s = max(duration_s, (time.monotonic_ns() - first) / 1e9)
         if server is not None:

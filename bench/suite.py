@@ -1,11 +1,13 @@
 """Every scenario against every variant, each on a fresh server pinned to the server core.
 
-Variants: `serve` (`longpoll serve`, memory backend), `asgi-uvicorn` (`LongpollApp`, memory
-backend, on stock uvicorn: what users who mount the ASGI app get; the baseline of the
-targets), `granian` (that app under granian's ASGI interface), `redis-1` and `redis-2`
-(`longpoll serve --redis --workers 1|2` against a private redis-server on the server core
-too), `persistence` (`publish-persist`: off, on, with fsync) and `floor`. The scenarios are
-the ordinary runners; `stream-overload` is `stream` at a rate the servers cannot keep up with.
+Variants: `serve` (`longpoll serve`, memory backend), `serve-tokens` (the same with a
+publish token and a subscribe secret, every request carrying its token), `asgi-uvicorn`
+(`LongpollApp`, memory backend, on stock uvicorn: what users who mount the ASGI app get;
+the baseline of the targets), `granian` (that app under granian's ASGI interface),
+`redis-1` and `redis-2` (`longpoll serve --redis --workers 1|2` against a private
+redis-server on the server core too), `persistence` (`publish-persist`: off, on, with
+fsync) and `floor`. The scenarios are the ordinary runners; `stream-overload` is `stream`
+at a rate the servers cannot keep up with.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.catchup import run_catchup
+from bench.credentials import Credentials, refused
 from bench.fanout import run_fanout
 from bench.http import HTTPError
 from bench.launch import ServedVariant, serve_granian, serve_uvicorn, serve_variant
@@ -36,6 +39,7 @@ from bench.report import fanout_table, memory_table, result_payload
 from bench.server import CoreWatch, ServerPid
 from bench.stream import run_stream, stream_table
 from bench.target import Target, parse_target
+from bench.targets import TOKENS
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -123,6 +127,15 @@ Starter = Callable[[Path], AbstractContextManager[ServedVariant]]
 
 
 @dataclass(frozen=True, slots=True)
+class SideBySide:
+    """A memory-backend server measured side by side with the others: how to start it,
+    and its scenarios (of MEMORY_SCENARIOS, and idle-memory on a fresh server of its own)."""
+
+    start: Starter
+    scenarios: tuple[str, ...] = (*MEMORY_SCENARIOS, "idle-memory")
+
+
+@dataclass(frozen=True, slots=True)
 class Outcome:
     """One scenario against one variant: its results (as in results.json), or its error."""
 
@@ -156,13 +169,19 @@ class Suite:
 
     def run(self) -> list[Outcome]:
         """Every variant in turn; a scenario that cannot run is recorded, and the suite goes on."""
+        core, credentials = self.server_core, Credentials.fresh()
         self._memory_variants(
             {
-                "serve": lambda log: serve_variant([], self.server_core, log),
-                "asgi-uvicorn": lambda log: serve_uvicorn(
-                    MEMORY_APP, self.server_core, log, "--factory", "--lifespan", "on"
+                "serve": SideBySide(lambda log: serve_variant([], core, log)),
+                TOKENS: SideBySide(
+                    lambda log: serve_variant([], core, log, credentials), SCENARIOS
                 ),
-                "granian": lambda log: serve_granian(MEMORY_APP, self.server_core, log),
+                "asgi-uvicorn": SideBySide(
+                    lambda log: serve_uvicorn(
+                        MEMORY_APP, core, log, "--factory", "--lifespan", "on"
+                    )
+                ),
+                "granian": SideBySide(lambda log: serve_granian(MEMORY_APP, core, log)),
             }
         )
         self._redis_variants()
@@ -185,29 +204,34 @@ class Suite:
                 pid, sizes = served.process.pid, self.plan.fanout_sizes
                 self._scenario(scenario, label, served, pid, sizes, 0, True)
 
-    def _memory_variants(self, starters: dict[str, Starter]) -> None:
+    def _memory_variants(self, variants: dict[str, SideBySide]) -> None:
         """The memory backend on each server. They run side by side (idle while another is
         measured), scenario by scenario, so that the figures they are compared by are
         measured close together in time on a machine whose speed varies."""
         with contextlib.ExitStack() as running:
             served: dict[str, ServedVariant] = {}
-            for label, start in starters.items():
+            for label, variant in variants.items():
                 with self._guard(label, "server"):
-                    served[label] = running.enter_context(start(self.workdir / f"{label}.log"))
+                    log = self.workdir / f"{label}.log"
+                    served[label] = running.enter_context(variant.start(log))
                     command = shlex.join(served[label].command)
-                    scenarios = (*MEMORY_SCENARIOS, "idle-memory")
-                    self.variants.append(Variant(label, command, scenarios))
+                    self.variants.append(Variant(label, command, variant.scenarios))
             for scenario in MEMORY_SCENARIOS:
                 for label, server in served.items():
+                    if scenario not in variants[label].scenarios:
+                        continue
                     sizes, subscribers = self.plan.fanout_sizes, self.plan.stream_subscribers
                     pid = server.process.pid
                     self._scenario(scenario, label, server, pid, sizes, subscribers, True)
         # Idle memory wants a fresh server of its own.
-        for label, start in starters.items():
-            with self._guard(label, "server"), start(self.workdir / f"{label}.log") as server:
+        for label, variant in variants.items():
+            if "idle-memory" not in variant.scenarios:
+                continue
+            log = self.workdir / f"{label}.log"
+            with self._guard(label, "server"), variant.start(log) as server:
                 target = parse_target(server.url)
                 stats, pid = parse_target(server.url + "/stats"), server.process.pid
-                idle = functools.partial(self._idle, target, stats, pid)
+                idle = functools.partial(self._idle, target, stats, pid, server.credentials)
                 self._run(label, "idle-memory", _options(server), idle)
 
     def _redis_variants(self) -> None:
@@ -249,12 +273,14 @@ class Suite:
     ) -> None:
         target = parse_target(served.url)
         stats = parse_target(served.url + "/stats") if counts_waiters else None
-        plan = self.plan
-        stream = functools.partial(self._stream, target, stats, pid, stream_subscribers)
+        plan, credentials = self.plan, served.credentials
+        stream = functools.partial(
+            self._stream, target, stats, pid, credentials, stream_subscribers
+        )
         measures: dict[str, Callable[[], Measured]] = {
-            "fanout": lambda: self._fanout(target, stats, pid, sizes),
-            "publish": lambda: self._publish(target, pid),
-            "catchup": lambda: self._catchup(target, pid),
+            "fanout": lambda: self._fanout(target, stats, pid, credentials, sizes),
+            "publish": lambda: self._publish(target, pid, credentials),
+            "catchup": lambda: self._catchup(target, pid, credentials),
             "stream": lambda: stream(plan.stream_rate, plan.stream_duration_s),
             "stream-overload": lambda: stream(plan.overload_rate, plan.overload_duration_s),
         }
@@ -272,6 +298,7 @@ class Suite:
         with self._guard(label, scenario):
             watch = CoreWatch(self.server_core, pid) if pid is not None else None
             report, failed, text = measure()
+            text = "\n".join(filter(None, (text, refused(report))))
             payload = result_payload(scenario, options, report)
             if watch is not None:
                 payload["server_core_others"] = watch.others()
@@ -280,7 +307,9 @@ class Suite:
             )
             self.show(f"== {label}: {scenario} ==\n{text}\n")
 
-    def _run_options(self, target: Target, stats: Target | None, pid: ServerPid) -> RunOptions:
+    def _run_options(
+        self, target: Target, stats: Target | None, pid: ServerPid, credentials: Credentials
+    ) -> RunOptions:
         return RunOptions(
             target=target,
             events_path="/events",
@@ -298,23 +327,31 @@ class Suite:
             payload_bytes=0,
             server_pid=pid,
             max_seconds=600.0,
+            credentials=credentials,
         )
 
     def _fanout(
-        self, target: Target, stats: Target | None, pid: ServerPid, sizes: tuple[int, ...]
+        self,
+        target: Target,
+        stats: Target | None,
+        pid: ServerPid,
+        credentials: Credentials,
+        sizes: tuple[int, ...],
     ) -> Measured:
-        opts = self._run_options(target, stats, pid)
+        opts = self._run_options(target, stats, pid, credentials)
         report = run_fanout(opts, list(sizes), self.plan.rounds)
         return report, report.failed, fanout_table(report)
 
-    def _idle(self, target: Target, stats: Target, pid: ServerPid) -> Measured:
+    def _idle(
+        self, target: Target, stats: Target, pid: ServerPid, credentials: Credentials
+    ) -> Measured:
         plan = self.plan
-        opts = self._run_options(target, stats, pid)
+        opts = self._run_options(target, stats, pid, credentials)
         report = run_idle_memory(opts, plan.idle_waiters, plan.idle_warmup, plan.idle_hold_s)
         failed = bool(report.errors) or report.sent < report.waiters
         return report, failed, memory_table(report)
 
-    def _load(self, pid: ServerPid) -> dict[str, Any]:
+    def _load(self, pid: ServerPid, credentials: Credentials) -> dict[str, Any]:
         """The closed-loop load settings that publish and catch-up share."""
         plan = self.plan
         return {
@@ -326,18 +363,19 @@ class Suite:
             "max_requests": MAX_REQUESTS,
             "server_pid": pid,
             "lead_s": plan.lead_s,
+            "credentials": credentials,
         }
 
-    def _publish(self, target: Target, pid: ServerPid) -> Measured:
+    def _publish(self, target: Target, pid: ServerPid, credentials: Credentials) -> Measured:
         report = run_publish(
             target,
             "/publish",
             _category(),
-            **self._load(pid),
+            **self._load(pid, credentials),
         )
         return report, report.failed, f"{LOAD_HEADER}\n{load_line('publish', report)}"
 
-    def _catchup(self, target: Target, pid: ServerPid) -> Measured:
+    def _catchup(self, target: Target, pid: ServerPid, credentials: Credentials) -> Measured:
         report = run_catchup(
             target,
             "/events",
@@ -347,7 +385,7 @@ class Suite:
             since="all",
             poll_timeout_s=5,
             payload_bytes=0,
-            **self._load(pid),
+            **self._load(pid, credentials),
         )
         return report, report.failed, f"{LOAD_HEADER}\n{load_line('catchup', report.load)}"
 
@@ -356,6 +394,7 @@ class Suite:
         target: Target,
         stats: Target | None,
         pid: ServerPid,
+        credentials: Credentials,
         subscribers: int,
         rate: float,
         duration_s: float,
@@ -380,6 +419,7 @@ class Suite:
             settle_timeout_s=30.0,
             drain_s=10.0,
             server_pid=pid,
+            credentials=credentials,
         )
         return report, report.failed, stream_table(report)
 

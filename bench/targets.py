@@ -1,6 +1,7 @@
 """The project's performance targets: `serve` (`longpoll serve`) against `asgi-uvicorn`
 (`LongpollApp` on stock uvicorn), both measured in the same run, as a ratio of the two
-figures; idle memory and the stream's latency and CPU against fixed bounds."""
+figures; idle memory and the stream's latency and CPU against fixed bounds; and what access
+control may cost: `serve-tokens` against `serve`, figure by figure (`PARITY`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ Bodies = dict[tuple[str, str], Body]  # the results of a run, by (variant, scena
 
 SUBJECT = "serve"
 BASELINE = "asgi-uvicorn"
+TOKENS = "serve-tokens"  # `serve` with a publish token and a subscribe secret; its baseline
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +51,9 @@ class Target:
         return value >= self.bound if self.more_is_better else value <= self.bound
 
 
+VERDICTS = {True: "met", False: "missed", None: "not measured"}
+
+
 @dataclass(frozen=True, slots=True)
 class Check:
     """A target against one run: `met` is None when a figure it needs was not measured."""
@@ -61,7 +66,7 @@ class Check:
     @property
     def verdict(self) -> str:
         """'met', 'missed' or 'not measured'."""
-        return {True: "met", False: "missed", None: "not measured"}[self.met]
+        return VERDICTS[self.met]
 
 
 def ratio(subject: Figure | None, other: Figure | None) -> float | None:
@@ -77,9 +82,12 @@ def figure(target: Target, bodies: Bodies, label: str) -> Figure | None:
     return target.read(body) if body else None
 
 
-def check(target: Target, bodies: Bodies) -> Check:
-    """`target` against one run's results."""
-    subject, baseline = figure(target, bodies, SUBJECT), figure(target, bodies, BASELINE)
+def check(
+    target: Target, bodies: Bodies, subject_label: str = SUBJECT, baseline_label: str = BASELINE
+) -> Check:
+    """`target` against one run's results, as `subject_label`'s figure over `baseline_label`'s."""
+    subject = figure(target, bodies, subject_label)
+    baseline = figure(target, bodies, baseline_label)
     times = ratio(subject, baseline)
     if subject is None or (times is None and not target.absolute):
         return Check(subject, baseline, times, None)
@@ -144,22 +152,44 @@ def _p99(body: Body) -> float | None:
     return p99 if isinstance(p99, int | float) else None
 
 
+def _on_schedule(body: Body) -> tuple[float, tuple[str, bool]]:
+    """The events/s the stream's publisher achieved, and the problem that holds if it fell
+    behind (as `_problems` takes it)."""
+    rate, achieved = body["rate"], body["published"] / max(1e-9, body["publishing_s"])
+    late = body.get("publish_failed", 0) > 0 or achieved < ON_SCHEDULE * rate
+    return achieved, (f"published {achieved:.1f} of {rate:g} events/s", late)
+
+
 def _stream(body: Body) -> Figure | None:
     """p99, with the publisher on schedule, every event delivered once, the server's CPU."""
     p99, cpu = _p99(body), body.get("server_cpu_share")
     if p99 is None:
         return None
-    rate, achieved = body["rate"], body["published"] / max(1e-9, body["publishing_s"])
-    late = body.get("publish_failed", 0) > 0 or achieved < ON_SCHEDULE * rate
+    achieved, behind = _on_schedule(body)
     exact, problems = _exact(
         body,
-        (f"published {achieved:.1f} of {rate:g} events/s", late),
+        behind,
         ("server CPU not measured", cpu is None),
         (f"server CPU above {STREAM_CPU:.0%}", cpu is not None and cpu > STREAM_CPU),
     )
     shown = "-" if cpu is None else f"{cpu:.0%}"
     text = f"p99 {p99:.1f} ms, {exact}, server CPU {shown}, {achieved:.1f} events/s published"
     return Figure(p99, text, problems)
+
+
+def _stream_p99(body: Body) -> Figure | None:
+    """p99, with the publisher on schedule and every event delivered once."""
+    p99 = _p99(body)
+    if p99 is None:
+        return None
+    exact, problems = _exact(body, _on_schedule(body)[1])
+    return Figure(p99, f"p99 {p99:.1f} ms, {exact}", problems)
+
+
+def _stream_cpu(body: Body) -> Figure | None:
+    """The server's CPU while the stream was published, as a share of its core."""
+    cpu = body.get("server_cpu_share")
+    return Figure(cpu, f"server CPU {cpu:.0%}") if isinstance(cpu, int | float) else None
 
 
 def _overload(body: Body) -> Figure | None:
@@ -216,4 +246,42 @@ TARGETS = [
         1.5,
         more_is_better=True,
     ),
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Parity:
+    """A promise that `subject`'s figures stay close to `baseline`'s in the same run: each
+    of `parts` (a target judged on `subject`'s figure over `baseline`'s) is met."""
+
+    name: str
+    subject: str
+    baseline: str
+    parts: tuple[Target, ...]
+
+    def judge(self, bodies: Bodies) -> tuple[list[Check], bool | None]:
+        """Each part against one run's results, and whether every part was met (None when
+        one was not measured)."""
+        checks = [check(part, bodies, self.subject, self.baseline) for part in self.parts]
+        verdicts = [part.met for part in checks]
+        return checks, None if None in verdicts else all(verdicts)
+
+
+WITHIN = 0.1  # how much worse than `serve` `serve-tokens`' figures may be
+
+PARITY = [
+    Parity(
+        f"with tokens and metrics on, publish and stream figures within {WITHIN:.0%} of "
+        f"{SUBJECT} in the same run: {TOKENS} publish req/s >= {1 - WITHIN:g}x {SUBJECT}'s, "
+        f"stream p99 and server CPU <= {1 + WITHIN:g}x, 0 missed, 0 duplicated",
+        TOKENS,
+        SUBJECT,
+        (
+            Target("publish req/s", "publish req/s", "publish", _rate, 1 - WITHIN, True),
+            Target("stream p99", "stream p99", "stream", _stream_p99, 1 + WITHIN, False),
+            Target(
+                "stream server CPU", "stream server CPU", "stream", _stream_cpu, 1 + WITHIN, False
+            ),
+        ),
+    )
 ]

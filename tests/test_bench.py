@@ -24,7 +24,8 @@ from tests.servers import serve_process, serve_until_crash
 
 ROOT = Path(__file__).resolve().parent.parent
 PNG = b"\x89PNG\r\n\x1a\n"
-VARIANTS = ("serve", "asgi-uvicorn", "granian", "redis-1", "redis-2", "persistence", "floor")
+VARIANTS = ("serve", "serve-tokens", "asgi-uvicorn", "granian", "redis-1", "redis-2",
+            "persistence", "floor")  # fmt: skip
 SCENARIOS = ("fanout", "publish", "catchup", "stream", "stream-overload", "idle-memory",
              "publish-persist")  # fmt: skip
 
@@ -34,9 +35,18 @@ def bench(*args: str) -> list[str]:
     return [sys.executable, "-m", "bench", "--no-progress", *args]
 
 
-def run_bench(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+def run_bench(
+    *args: str, timeout: float, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`python -m bench ARGS`, with `env` added to this process's environment."""
     return subprocess.run(
-        bench(*args), cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False
+        bench(*args),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -95,7 +105,9 @@ def test_quick_suite_writes_the_page_plots_and_results(tmp_path: Path) -> None:
     assert not [run for run in runs if run["failed"]]
     by = {(run["label"], run["scenario"]): run for run in runs}
     streams = {label for label, scenario in by if scenario == "stream"}
-    assert streams == {"serve", "asgi-uvicorn", "granian", "redis-1", "redis-2"}
+    assert streams == {"serve", "serve-tokens", "asgi-uvicorn", "granian", "redis-1", "redis-2"}
+    tokens = {scenario for label, scenario in by if label == "serve-tokens"}
+    assert tokens == {"fanout", "publish", "catchup", "stream"}
     overloads = {label for label, scenario in by if scenario == "stream-overload"}
     assert overloads == {"serve", "asgi-uvicorn", "granian"}
     for (_, scenario), stream in by.items():
@@ -105,14 +117,18 @@ def test_quick_suite_writes_the_page_plots_and_results(tmp_path: Path) -> None:
             assert stream["delivered"] == stream["expected"] > 0
             assert stream["server_cpu_share"] is not None
 
-    # every target: serve's figure, asgi-uvicorn's, their ratio, a verdict, the limits
+    # every target: serve's figure, asgi-uvicorn's, their ratio, a verdict, the limits;
+    # the last one: serve-tokens' publish and stream figures, serve's, three ratios
     targets = {row[0].split(" ")[0]: row for row in table_rows(text, "Targets")}
-    assert set(targets) == {"stream", "publish", "fan-out", "idle", "catch-up"}
-    assert len(table_rows(text, "Targets")) == 6
+    assert set(targets) == {"stream", "publish", "fan-out", "idle", "catch-up", "with"}
+    assert len(table_rows(text, "Targets")) == 7
     for row in table_rows(text, "Targets"):
         assert len(row) == 7
-        assert "not measured" not in row[1:3]
-        assert re.fullmatch(r"\d+\.\d\dx", row[3])
+        assert "not measured" not in " ".join(row[1:3])
+        ratio = r"\d+\.\d\dx"
+        if row[0].startswith("with tokens and metrics on"):
+            ratio = rf"publish req/s {ratio}; stream p99 {ratio}; stream server CPU {ratio}"
+        assert re.fullmatch(ratio, row[3])
         assert row[4] in ("**met**", "**missed**")
         assert row[5] != "-" or row[0].startswith("idle")
     publish = by[("serve", "publish")]["requests_per_s"]
@@ -122,6 +138,18 @@ def test_quick_suite_writes_the_page_plots_and_results(tmp_path: Path) -> None:
     assert targets["publish"][4] == ("**met**" if publish >= 2.5 * baseline else "**missed**")
     idle = by[("serve", "idle-memory")]["kib_per_waiter"]
     assert targets["idle"][4] == ("**met**" if idle <= 8 else "**missed**")
+    with_tokens = by[("serve-tokens", "publish")]["requests_per_s"]
+    assert targets["with"][1].startswith(f"`serve-tokens`: publish {with_tokens:,.0f} req/s; ")
+    assert targets["with"][2].startswith(f"`serve`: publish {publish:,.0f} req/s; ")
+    assert targets["with"][3].startswith(f"publish req/s {with_tokens / publish:.2f}x; ")
+    streamed = [by[(label, "stream")] for label in ("serve-tokens", "serve")]
+    within = (
+        with_tokens >= 0.9 * publish
+        and streamed[0]["latency"]["p99_ms"] <= 1.1 * streamed[1]["latency"]["p99_ms"]
+        and streamed[0]["server_cpu_share"] <= 1.1 * streamed[1]["server_cpu_share"]
+    )
+    assert targets["with"][4] == ("**met**" if within else "**missed**")
+    assert "| serve-tokens | `LONGPOLL_PUBLISH_TOKEN=... LONGPOLL_SUBSCRIBE_SECRET=... " in text
 
     servers = "serve against stock ASGI servers"
     assert re.search(
@@ -162,6 +190,29 @@ def test_fanout_against_longpoll_serve_delivers_to_everyone(tmp_path: Path) -> N
         (40, 40, {}),
         (400, 400, {}),
     ]
+
+
+def test_tokens_are_sent_and_a_refusal_fails_the_run() -> None:
+    publish_token, secret = "p" * 32, "s" * 32
+    tokens = {"LONGPOLL_PUBLISH_TOKEN": publish_token, "LONGPOLL_SUBSCRIBE_SECRET": secret}
+    with serve_process("--publish-token", publish_token, "--subscribe-secret", secret) as server:
+        load = ("--connections", "2", "--warmup", "0.1", "--duration", "0.3")
+        good = run_bench("publish", "--url", server.url, *load, timeout=30, env=tokens)
+        wrong = {"LONGPOLL_PUBLISH_TOKEN": "w" * 32}
+        refused = run_bench("publish", "--url", server.url, *load, timeout=30, env=wrong)
+        stream = run_bench(
+            "stream", "--url", server.url, "--stats-url", server.url + "/stats",
+            "--subscribers", "5", "--duration", "0.5", "--pin", "1", timeout=40, env=tokens,
+        )  # fmt: skip
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert "tokens: the publish token ($LONGPOLL_PUBLISH_TOKEN) with every publish" in good.stdout
+    assert re.search(r"^publish\s+\d+ .*  -$", good.stdout, re.MULTILINE)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert re.search(r"HTTP 401 x\d+", refused.stdout)
+    assert re.match(r"error: the server refused \d+ request\(s\) with HTTP 401", refused.stderr)
+    assert stream.returncode == 0, stream.stdout + stream.stderr
+    assert re.search(r"^delivered\s+50/50 ", stream.stdout, re.MULTILINE)
+    assert publish_token not in good.stdout + stream.stdout
 
 
 class BrokenServer:
