@@ -209,13 +209,16 @@ def _shown(origin: bytes) -> str:
 
 
 def _bearer(request: Request) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header (the scheme in any case)."""
+    value = _bearer_bytes(request)
+    return None if value is None else value.decode("latin-1")
+
+
+def _bearer_bytes(request: Request) -> bytes | None:
     value = request.header(b"authorization")
-    if value is None:
+    if value is None or value[:7].lower() != b"bearer ":
         return None
-    scheme, _, token = value.decode("latin-1").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return token.strip()
+    return value[7:].strip() or None
 
 
 def _query_token(query: bytes) -> str | None:
@@ -228,10 +231,10 @@ def _query_token(query: bytes) -> str | None:
 
 
 def _check_bearer(request: Request, expected: bytes, what: str) -> None:
-    token = _bearer(request)
+    token = _bearer_bytes(request)
     if token is None:
         raise _unauthorized(f"{what} needs a token: send Authorization: Bearer <token>")
-    if not hmac.compare_digest(token.encode("utf-8", "surrogateescape"), expected):
+    if not hmac.compare_digest(token, expected):
         raise _unauthorized(f"the token for {what} is not valid")
 
 
