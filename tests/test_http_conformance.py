@@ -326,19 +326,33 @@ async def test_head_body_and_idle_timeouts_close_the_connection(server: RunningS
     assert (await server.manager.stats()).buffered_events == 0
 
 
-async def test_over_the_connection_limit_is_503_and_accepted_again_below() -> None:
+async def test_over_the_connection_limit_is_503_and_accepted_again_below(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     async with own_server(ServerLimits(max_connections=3)) as server:
         held = [await Connection.open(server.url) for _ in range(3)]
         for client in held:
             await client.send(get("/stats"))
             assert (await client.response())[0] == 200
-        extra = await Connection.open(server.url)
-        await extra.send(get("/stats"))
-        status, headers, body = await extra.response()
-        assert status == 503 and headers[b"retry-after"] == b"1"
-        assert "too many connections" in orjson.loads(body)["error"]
-        assert await extra.closed()
-        extra.close()
+        with caplog.at_level("WARNING", logger="longpoll.server"):
+            refused = []
+            for _ in range(3):
+                extra = await Connection.open(server.url)
+                await extra.send(get("/stats"))
+                status, headers, body = await extra.response()
+                assert status == 503 and headers[b"retry-after"] == b"1"
+                assert "too many connections" in orjson.loads(body)["error"]
+                assert await extra.closed()
+                extra.close()
+                refused.append(extra)
+        # One line says so; the refusals right after it are held back.
+        lines = [
+            r.getMessage() for r in caplog.records if "answering new ones 503" in r.getMessage()
+        ]
+        assert lines == [
+            "3 connections open, the most allowed (--max-connections, or the limit "
+            "of open files): answering new ones 503"
+        ]
         held.pop().close()
         await connections_drop_to(server, 2)
         again = await Connection.open(server.url)

@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import gc
 import logging
+import math
 import resource
 import signal
 import socket
@@ -28,7 +29,7 @@ from longpoll.waiting import DeadlineWheel
 logger = logging.getLogger("longpoll.server")
 
 _CONNECTION_TICK_SECONDS = 0.25
-_MALFORMED_LOG_SECONDS = 10.0
+_SPARSE_LOG_SECONDS = 10.0
 # Files kept free for what is not a client: the listening socket, Redis, logs, the add-on.
 _SPARE_FILES = 64
 _MOST_FILES = 1 << 20
@@ -99,8 +100,8 @@ class HttpServer:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._servers: list[asyncio.Server] = []
         self._emptied: asyncio.Event | None = None
-        self._malformed_logged = 0.0
-        self._malformed_unlogged = 0
+        self._malformed = _SparseLog(logging.INFO)
+        self._refused = _SparseLog(logging.WARNING)
         self.clock: Callable[[], float] = time.monotonic  # the loop's, once started
         self.requests = app.metrics.requests
 
@@ -120,7 +121,16 @@ class HttpServer:
     def admit(self, connection: HttpConnection) -> bool:
         """Count a new connection; False if it is over the limit (it is still counted)."""
         self.connections.add(connection)
-        return len(self.connections) <= self.limits.max_connections and not self.closing
+        if self.closing:
+            return False
+        if len(self.connections) <= self.limits.max_connections:
+            return True
+        self._refused.log(
+            "%d connections open, the most allowed (--max-connections, or the limit of "
+            "open files): answering new ones 503",
+            self.limits.max_connections,
+        )
+        return False
 
     def release(self, connection: HttpConnection) -> None:
         """Forget a closed connection."""
@@ -136,18 +146,7 @@ class HttpServer:
 
     def log_malformed(self, peer: object, error: Exception) -> None:
         """Log a malformed request, at most one line every few seconds."""
-        now = time.monotonic()
-        if now - self._malformed_logged < _MALFORMED_LOG_SECONDS:
-            self._malformed_unlogged += 1
-            return
-        more = self._malformed_unlogged
-        self._malformed_logged, self._malformed_unlogged = now, 0
-        logger.info(
-            "malformed HTTP request from %s: %s%s",
-            peer,
-            error,
-            f" ({more} more since the last such line)" if more else "",
-        )
+        self._malformed.log("malformed HTTP request from %s: %s", peer, error)
 
     async def shutdown(self) -> None:
         """Stop gracefully (see the class); returns within about `grace_seconds`."""
@@ -170,6 +169,25 @@ class HttpServer:
         await self.app.manager.aclose(grace_seconds=self.limits.grace_seconds)
         for task in list(self._tasks):
             task.cancel()
+
+
+class _SparseLog:
+    """Logs one line every `_SPARSE_LOG_SECONDS` at most, saying how many it held back."""
+
+    def __init__(self, level: int) -> None:
+        self._level = level
+        self._logged = -math.inf
+        self._held_back = 0
+
+    def log(self, message: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - self._logged < _SPARSE_LOG_SECONDS:
+            self._held_back += 1
+            return
+        if self._held_back:
+            message += f" ({self._held_back} more since the last such line)"
+        self._logged, self._held_back = now, 0
+        logger.log(self._level, message, *args)
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
