@@ -8,8 +8,11 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
+from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 
 from tests.servers import serve_process, start_serve
@@ -52,10 +55,15 @@ def test_help_explains_every_flag() -> None:
 @pytest.mark.parametrize(
     ("flags", "reason"),
     [
-        (["--port", "http"], "invalid int value"),
-        (["--max-buffer", "0"], "max_event_buffer_size must be an integer of at least 1"),
-        (["--ttl", "-1"], "event_ttl_seconds must be a positive finite number"),
-        (["--max-timeout", "0"], "max_longpoll_timeout_seconds"),
+        (["--port", "http"], "not a port number: 'http'"),
+        (["--port", "99999"], "a port is 0 to 65535, not 99999"),
+        (["--port", "-1"], "a port is 0 to 65535, not -1"),
+        (["--max-buffer", "0"], "--max-buffer must be an integer of at least 1"),
+        (["--ttl", "-1"], "--ttl must be a positive finite number"),
+        (["--max-timeout", "0"], "--max-timeout must be"),
+        (["--redis", "notaurl"], "--redis must be a URL such as redis://127.0.0.1:6379/0"),
+        (["--persist", "/no/such/folder/events.jsonl"], "the folder /no/such/folder does not"),
+        (["--persist", "/"], "--persist / is a folder"),
         (["--subscribe-path", "events"], "--subscribe-path must start with '/'"),
         (["--publish-path", "/events"], "two endpoints share the path '/events'"),
         (["--subscribe-path", "/stats"], "two endpoints share the path '/stats'"),
@@ -75,6 +83,63 @@ def test_bad_flags_exit_with_a_one_line_reason(flags: list[str], reason: str) ->
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert reason in lines[0]
+    assert lines[0].endswith("(see longpoll serve --help)")
+
+
+def one_line_failure(result: subprocess.CompletedProcess[str]) -> str:
+    """The one line a failed start wrote on stderr (log lines aside)."""
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("longpoll")]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_redis_away_at_start_is_one_line_and_exit_1(workers: str) -> None:
+    result = run_cli(
+        "serve", "--port", "0", "--redis", "redis://127.0.0.1:1/0", "--workers", workers
+    )
+    assert result.returncode == 1
+    line = one_line_failure(result)
+    assert line.startswith("longpoll: the server could not run: Redis")
+    assert "unavailable" in line and "Connection refused" in line
+
+
+def test_a_persistence_file_out_of_order_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    lines = [
+        {"timestamp": 2000, "category": "c", "data": 1, "id": str(uuid.uuid4())},
+        {"timestamp": 1000, "category": "c", "data": 2, "id": str(uuid.uuid4())},
+    ]
+    path.write_text("".join(orjson.dumps(line).decode() + "\n" for line in lines))
+    result = run_cli("serve", "--port", "0", "--persist", str(path))
+    assert result.returncode == 1
+    assert "is older than the event on line 1" in one_line_failure(result)
+
+
+def test_redis_without_its_extra_says_what_to_install() -> None:
+    script = (
+        "import sys; sys.modules['redis'] = None\n"
+        "from longpoll.cli import main\n"
+        "sys.exit(main(['serve', '--port', '0', '--redis', 'redis://127.0.0.1:6379/0']))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 2
+    assert "--redis needs the redis extra: pip install 'longpoll[redis]'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_output_that_cannot_be_written_is_one_line_and_exit_1() -> None:
+    with serve_process() as server, open("/dev/full", "w") as full:
+        for command in (["publish", "news", "hi"], ["subscribe", "news", "--since", "-1"]):
+            result = subprocess.run(
+                [sys.executable, "-m", "longpoll.cli", *command, "--url", server.url],
+                stdout=full, stderr=subprocess.PIPE, text=True, timeout=30,
+            )  # fmt: skip
+            assert result.returncode == 1
+            assert result.stderr == "longpoll: cannot write the output: No space left on device\n"
 
 
 def test_port_in_use_exits_with_a_one_line_reason() -> None:

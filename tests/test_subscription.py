@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -47,3 +48,14 @@ def test_raw_and_percent_encoded_utf8_categories_agree() -> None:
     raw = parse_subscription("category=é&timeout=5".encode(), 110, 4)
     encoded = parse_subscription(b"category=%C3%A9&timeout=5", 110, 4)
     assert raw == encoded == Subscription(("é",), 5)
+
+
+def test_a_bare_string_of_categories_is_refused_not_split_into_letters() -> None:
+    subscription = Subscription("news", 1)  # type: ignore[arg-type]
+    with pytest.raises(InvalidRequest) as refused:
+        subscription.check(max_timeout_seconds=110, max_categories=16)
+    assert str(refused.value) == (
+        "categories must be a tuple of names, not the string 'news': "
+        "write ('news',) for one category"
+    )
+    Subscription(("news",), 1).check(max_timeout_seconds=110, max_categories=16)

@@ -8,12 +8,14 @@ import importlib
 import logging
 import multiprocessing
 import os
+import re
 import shutil
 import signal
 import socket
 import sys
 import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, cast
 
 import orjson
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
     from longpoll.access import Authorize
     from longpoll.addons.base import AddOn
     from longpoll.asgi import LongpollApp
+    from longpoll.backends import Backend
     from longpoll.client import Client, Since
 
 _PUBLISH_TOKEN_ENV = "LONGPOLL_PUBLISH_TOKEN"
@@ -62,14 +65,28 @@ _LIMIT_FLAGS = [
 ]  # fmt: skip
 
 
+def _port(text: str) -> int:
+    """A TCP port number, for argparse."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0 to 65535, not {port}")
+    return port
+
+
 class _Parser(argparse.ArgumentParser):
     """Reports a bad flag on one line, pointing to --help."""
+
+    commands: dict[str, argparse.ArgumentParser]
+    """The parser of each command, which errors of that command name."""
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> _Parser:
     parser = _Parser(
         prog="longpoll",
         description="Web publish/subscribe over HTTP long polling.",
@@ -84,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    serve.add_argument("--port", type=int, default=8101, help="port (0: any free one)")
+    serve.add_argument("--port", type=_port, default=8101, help="port (0: any free one)")
     serve.add_argument("--subscribe-path", default="/events", help="path of the subscribe endpoint")
     serve.add_argument(
         "--publish-path",
@@ -336,6 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
         "data", help="the event's data: JSON, else taken as a string; - reads standard input"
     )
     _add_server_flags(publish)
+    parser.commands = {"serve": serve, "token": token, "subscribe": subscribe, "publish": publish}
     return parser
 
 
@@ -355,14 +373,15 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `longpoll` command."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    command = parser.commands[args.command]
+    if unknown:
+        command.error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command == "serve":
-        return _serve(parser, args)
+        return _serve(command, args)
     if args.command == "token":
-        return _token(parser, args)
-    if args.command in ("subscribe", "publish"):
-        return _run_client(parser, args)
-    parser.error(f"unknown command {args.command!r}")
+        return _token(command, args)
+    return _run_client(command, args)
 
 
 def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
@@ -417,8 +436,12 @@ def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return 1
     try:
         if args.workers == 1:
-            _run_server(app, sock, args)
-            return 0
+            return _run_server(app, sock, args)
+        # Checked once here rather than failing in every worker.
+        unreachable = _redis_reachable(args.redis)
+        if unreachable is not None:
+            print(f"longpoll: the server could not run: {unreachable}", file=sys.stderr)
+            return 1
         return _run_workers(args, sock)
     finally:
         sock.close()
@@ -428,7 +451,7 @@ def _build_app(args: argparse.Namespace, addon: AddOn | None) -> LongpollApp:
     """The app that `longpoll serve` runs, from its flags; raises ValueError for bad ones."""
     from longpoll.access import AccessPolicy
     from longpoll.asgi import LongpollApp
-    from longpoll.backends import Backend, MemoryBackend
+    from longpoll.backends import MemoryBackend
     from longpoll.manager import LongpollManager
 
     options = Options(
@@ -444,9 +467,7 @@ def _build_app(args: argparse.Namespace, addon: AddOn | None) -> LongpollApp:
     )
     backend: Backend = MemoryBackend()
     if args.redis is not None:
-        from longpoll.backends.redis import RedisBackend
-
-        backend = RedisBackend(args.redis, key_prefix=args.redis_prefix)
+        backend = _redis_backend(args)
     access = AccessPolicy(
         cors_origins=args.cors_origin,
         publish_token=args.publish_token,
@@ -470,6 +491,36 @@ def _build_app(args: argparse.Namespace, addon: AddOn | None) -> LongpollApp:
             max_waiting=args.max_waiting_per_client,
         ),
     )
+
+
+def _redis_backend(args: argparse.Namespace) -> Backend:
+    """The backend of --redis; ValueError for a URL it cannot use or a missing extra."""
+    scheme, found, _ = args.redis.partition("://")
+    if not found or scheme not in ("redis", "rediss", "unix"):
+        raise ValueError(
+            f"--redis must be a URL such as redis://127.0.0.1:6379/0, not {args.redis!r}"
+        )
+    try:
+        from longpoll.backends.redis import RedisBackend
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.partition(".")[0] not in ("redis", "hiredis"):
+            raise
+        raise ValueError("--redis needs the redis extra: pip install 'longpoll[redis]'") from None
+    return RedisBackend(args.redis, key_prefix=args.redis_prefix)
+
+
+def _redis_reachable(url: str) -> str | None:
+    """Why Redis at `url` cannot be reached now, or None if it answers."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        return f"Redis at {url} is unavailable: {exc}"
+    finally:
+        client.close()
+    return None
 
 
 def _load_hook(parser: argparse.ArgumentParser | None, target: str) -> Authorize:
@@ -528,24 +579,32 @@ def _limits(args: argparse.Namespace) -> ServerLimits:
     return ServerLimits(**{field: getattr(args, field) for _, field, *_ in _LIMIT_FLAGS})
 
 
+# The Python names (of Options, ServerLimits, ClientLimits, AccessPolicy) that an
+# error message may name, and the flags that set them.
+_FIELD_FLAGS = {
+    **{field: flag for flag, field, *_ in _LIMIT_FLAGS},
+    "max_longpoll_timeout_seconds": "--max-timeout",
+    "max_event_buffer_size": "--max-buffer",
+    "event_ttl_seconds": "--ttl",
+    "max_publish_body_bytes": "--max-body",
+    "max_categories_per_request": "--max-categories",
+    "body_timeout_seconds": "--body-timeout",
+    "max_buffered_bytes": "--max-buffered-bytes",
+    "max_stored_categories": "--max-stored-categories",
+    "publish_per_second": "--publish-rate",
+    "publish_burst": "--publish-burst",
+    "max_waiting": "--max-waiting-per-client",
+    "publish_token": f"--publish-token (or {_PUBLISH_TOKEN_ENV})",
+    "operations_token": f"--operations-token (or {_OPERATIONS_TOKEN_ENV})",
+    "subscribe_secret": f"--subscribe-secret (or {_SUBSCRIBE_SECRET_ENV})",
+}
+
+
 def _flag_names(message: str) -> str:
-    """`message` with the names of connection limits replaced by their flags."""
-    for flag, field, *_ in _LIMIT_FLAGS:
-        message = message.replace(field, flag)
-    message = message.replace("body_timeout_seconds", "--body-timeout")
-    for field, flag in (
-        ("max_buffered_bytes", "--max-buffered-bytes"),
-        ("max_stored_categories", "--max-stored-categories"),
-        ("publish_per_second", "--publish-rate"),
-        ("publish_burst", "--publish-burst"),
-        ("max_waiting", "--max-waiting-per-client"),
-    ):
-        message = message.replace(field, flag)
-    message = message.replace("publish_token", f"--publish-token (or {_PUBLISH_TOKEN_ENV})")
-    message = message.replace(
-        "operations_token", f"--operations-token (or {_OPERATIONS_TOKEN_ENV})"
-    )
-    return message.replace("subscribe_secret", f"--subscribe-secret (or {_SUBSCRIBE_SECRET_ENV})")
+    """`message` with the Python names of settings replaced by their flags."""
+    for field, flag in _FIELD_FLAGS.items():
+        message = re.sub(rf"\b{field}\b", flag, message)
+    return message
 
 
 def _configure_logging(args: argparse.Namespace) -> None:
@@ -554,10 +613,25 @@ def _configure_logging(args: argparse.Namespace) -> None:
     )
 
 
-def _run_server(app: LongpollApp, sock: socket.socket, args: argparse.Namespace) -> None:
+def _run_server(app: LongpollApp, sock: socket.socket, args: argparse.Namespace) -> int:
+    """Serve until stopped; 0, or 1 after one line on stderr saying why it could not."""
     import uvloop
 
-    uvloop.run(_serve_until_stopped(app, sock, args))
+    try:
+        uvloop.run(_serve_until_stopped(app, sock, args))
+    except (LongpollError, OSError, ValueError) as exc:
+        # What start-up can meet: Redis away, a persistence file that cannot be used.
+        logging.getLogger("longpoll.server").debug("the server stopped", exc_info=True)
+        print(f"longpoll: the server could not run: {_reason(exc)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _reason(error: BaseException) -> str:
+    """`error` in one line, with the file it names."""
+    if isinstance(error, OSError) and error.strerror:
+        return f"{error.filename}: {error.strerror}" if error.filename else error.strerror
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 async def _serve_until_stopped(
@@ -585,7 +659,7 @@ def _run_worker(args: argparse.Namespace, sock: socket.socket) -> None:
     # which passes one SIGTERM on, so each worker shuts down gracefully once.
     os.setsid()
     _configure_logging(args)
-    _run_server(_build_app(args, addon=None), sock, args)
+    sys.exit(_run_server(_build_app(args, addon=None), sock, args))
 
 
 def _run_workers(args: argparse.Namespace, sock: socket.socket) -> int:
@@ -634,6 +708,11 @@ def _persistor(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Add
         return None
     from longpoll.addons.file import FilePersistor
 
+    path = Path(args.persist)
+    if path.is_dir():
+        parser.error(f"--persist {path} is a folder: name a file (in it, for instance)")
+    if not path.parent.is_dir():
+        parser.error(f"--persist {path}: the folder {path.parent} does not exist")
     try:
         return FilePersistor(
             args.persist,
@@ -686,6 +765,10 @@ def _run_client(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
         except BrokenPipeError:
             # The reader went away (`longpoll subscribe c | head -1`): no more output.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
+        except OSError as exc:  # the output cannot be written (a full disk, say)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            print(f"longpoll: cannot write the output: {_reason(exc)}", file=sys.stderr)
             return 1
 
 

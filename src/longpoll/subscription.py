@@ -121,6 +121,11 @@ def _check_timeout(timeout: object, maximum: int) -> None:
 
 
 def _check_categories(categories: tuple[str, ...] | list[str], maximum: int) -> None:
+    if isinstance(categories, str):
+        raise InvalidRequest(
+            f"categories must be a tuple of names, not the string {categories[:50]!r}: "
+            f"write ({categories[:50]!r},) for one category"
+        )
     if not categories:
         raise InvalidRequest("category is required")
     if len(categories) > maximum:
