@@ -115,10 +115,12 @@ def test_subscribe_prints_what_publish_sends(server: ServeProcess) -> None:
 
 def test_subscribe_since_and_custom_paths() -> None:
     with serve_process("--subscribe-path", "/sub", "--publish-path", "/pub") as server:
-        paths = ["--url", server.url, "--subscribe-path", "/sub", "--publish-path", "/pub"]
+        url = ["--url", server.url]
         for number in range(2):
-            assert run_cli("publish", "c", str(number), *paths).returncode == 0
-        subscriber = Subscriber("c", "--since", "-1", *paths)
+            assert (
+                run_cli("publish", "c", str(number), *url, "--publish-path", "/pub").returncode == 0
+            )
+        subscriber = Subscriber("c", "--since", "-1", *url, "--subscribe-path", "/sub")
         try:
             assert [event["data"] for event in subscriber.events(2)] == [0, 1]
         finally:
@@ -163,7 +165,9 @@ def test_refusal_is_one_line_and_exit_1(
         (["publish", "c", "null"], "data must not be null"),
         (["publish", "", "x"], "category must not be empty"),
         (["subscribe", "c", "--since", "soon"], "invalid int value"),
-        (["subscribe", "c", "--url", "ftp://example.com"], "--url must be an absolute http"),
+        (["subscribe", "c", "--url", "ftp://example.com"], "--url must be an http:// or https://"),
+        (["publish", "c", "x", "--url", "127.0.0.1:1"], "not '127.0.0.1:1'"),
+        (["publish", "c", "x", "--subscribe-path", "/e"], "unrecognized arguments"),
         (["publish", "c", "x", "--publish-path", "publish"], "must start with '/'"),
     ],
 )

@@ -76,6 +76,16 @@ def _port(text: str) -> int:
     return port
 
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Names a flag's default in its help, unless there is none to name or the help does."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default is None or "default:" in text:
+            return text
+        return super()._get_help_string(action)
+
+
 class _Parser(argparse.ArgumentParser):
     """Reports a bad flag on one line, pointing to --help."""
 
@@ -96,9 +106,9 @@ def build_parser() -> _Parser:
 
     serve = commands.add_parser(
         "serve",
-        help="run a long-polling server (memory backend)",
+        help="run a long-polling server",
         description="Run a long-polling server: subscribe with GET, publish with POST.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_Help,
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=_port, default=8101, help="port (0: any free one)")
@@ -291,7 +301,7 @@ def build_parser() -> _Parser:
         help="print a subscribe token for categories",
         description="Print a signed token (JWT, HS256) that lets its holder subscribe to the "
         "categories, for a server started with --subscribe-secret.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_Help,
     )
     token.add_argument(
         "--secret-env",
@@ -317,7 +327,7 @@ def build_parser() -> _Parser:
             "one JSON line with its timestamp, category, data and id. Runs until "
             "interrupted; resumes after the last event printed across timeouts."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_Help,
     )
     subscribe.add_argument("categories", nargs="+", metavar="CATEGORY", help="a category")
     subscribe.add_argument(
@@ -340,29 +350,30 @@ def build_parser() -> _Parser:
         action="store_true",
         help="when the server is lost or fails, retry with back-off instead of exiting",
     )
-    _add_server_flags(subscribe)
+    _add_server_flags(subscribe, "subscribe")
 
     publish = commands.add_parser(
         "publish",
         help="publish an event",
         description="Publish an event on a long-polling server and print its id and timestamp.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_Help,
     )
     publish.add_argument("category", help="the category to publish on")
     publish.add_argument(
         "data", help="the event's data: JSON, else taken as a string; - reads standard input"
     )
-    _add_server_flags(publish)
+    _add_server_flags(publish, "publish")
     parser.commands = {"serve": serve, "token": token, "subscribe": subscribe, "publish": publish}
     return parser
 
 
-def _add_server_flags(parser: argparse.ArgumentParser) -> None:
+def _add_server_flags(parser: argparse.ArgumentParser, endpoint: str) -> None:
+    """The flags that say where the server and its `endpoint` (subscribe, publish) are."""
     parser.add_argument("--url", default="http://127.0.0.1:8101", help="base URL of the server")
+    default = "/events" if endpoint == "subscribe" else "/publish"
     parser.add_argument(
-        "--subscribe-path", default="/events", help="path of the subscribe endpoint"
+        f"--{endpoint}-path", default=default, help=f"path of the {endpoint} endpoint"
     )
-    parser.add_argument("--publish-path", default="/publish", help="path of the publish endpoint")
     parser.add_argument(
         "--token",
         default=None,
@@ -728,21 +739,20 @@ def _persistor(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Add
 def _run_client(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from longpoll.client import Client
 
-    urls = {}
-    for flag, path in {
-        "--subscribe-path": args.subscribe_path,
-        "--publish-path": args.publish_path,
-    }.items():
-        if not path.startswith("/"):
-            parser.error(f"{flag} must start with '/'")
-        urls[flag] = args.url.rstrip("/") + path
+    if not args.url.startswith(("http://", "https://")):
+        parser.error(f"--url must be an http:// or https:// URL, not {args.url!r}")
+    flag = f"--{args.command}-path"
+    path = args.subscribe_path if args.command == "subscribe" else args.publish_path
+    if not path.startswith("/"):
+        parser.error(f"{flag} must start with '/'")
+    url = args.url.rstrip("/") + path
     # The library's warnings (a retry, a gap in the events) go to stderr.
     logging.basicConfig(level=logging.WARNING, format="longpoll: %(message)s")
     retry = args.command == "subscribe" and args.retry
     try:
         client = Client(
-            urls["--subscribe-path"],
-            publish_url=urls["--publish-path"],
+            url if args.command == "subscribe" else args.url.rstrip("/") + "/events",
+            publish_url=url if args.command == "publish" else None,
             poll_timeout_seconds=getattr(args, "poll_timeout", 45),
             token=args.token or os.environ.get(_CLIENT_TOKEN_ENV) or None,
             # Without --retry, the first failure ends the command.
