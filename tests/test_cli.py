@@ -194,3 +194,31 @@ def test_signal_answers_waiters_and_exits_cleanly(sig: signal.Signals) -> None:
     assert responses[0].status_code == 200
     assert responses[0].json()["timeout"] == "no events before timeout"
     assert "Traceback" not in output
+
+
+def test_the_access_log_has_a_line_per_answer() -> None:
+    with serve_process("--access-log") as server:
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            client.post("/publish", json={"category": "c", "data": 1})
+            client.get("/events", params={"category": "c", "timeout": 1, "token": "secret"})
+            client.get("/nothing")
+        code, output = server.stop(signal.SIGTERM)
+    assert code == 0
+    lines = [
+        line.split("longpoll.access: ")[1] for line in output.splitlines() if "access:" in line
+    ]
+    assert len(lines) == 3, output
+    assert lines[0].startswith('127.0.0.1 "POST /publish" 200 ')
+    assert lines[1].startswith('127.0.0.1 "GET /events" 200 ')
+    assert lines[1].endswith(" ms (waited for events)")
+    assert float(lines[1].split()[-5]) >= 900  # it waited its 1 s timeout
+    assert lines[2].startswith('127.0.0.1 "GET /nothing" 404 ')
+    assert "secret" not in output  # queries (and tokens in them) are not logged
+
+
+def test_no_access_log_by_default() -> None:
+    with serve_process() as server:
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            client.post("/publish", json={"category": "c", "data": 1})
+        _, output = server.stop(signal.SIGTERM)
+    assert "longpoll.access" not in output

@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     from longpoll.server import HttpServer
 
 logger = logging.getLogger("longpoll.server")
+access_logger = logging.getLogger("longpoll.access")
 
 # Beyond this many bytes a chunk is fed to the parser in pieces while a request
 # head is being read, so that the head limits hold within one large chunk.
@@ -129,6 +130,7 @@ class HttpConnection(asyncio.Protocol):
         "_host",
         "_in_head",
         "_keep_alive",
+        "_logged",
         "_parser",
         "_paused",
         "_pending_timeout",
@@ -166,6 +168,8 @@ class HttpConnection(asyncio.Protocol):
         self._started = 0.0
         self._waiter: _Subscriber | None = None
         self._waiting_counted = False  # the waiter counts among its client's (limits)
+        # With the access log: the method, path and arrival of the request answered.
+        self._logged: tuple[str, str, float] | None = None
         self._host: str | None = None  # the client's address, read when limits need it
         # Requests pipelined behind the one being answered.
         self._queue: deque[tuple[Request, bool]] | None = None
@@ -190,7 +194,7 @@ class HttpConnection(asyncio.Protocol):
             self._linger()
             return
         self._set_deadline(server.limits.head_timeout_seconds)
-        if server.app.client_counts is not None:
+        if server.app.client_counts is not None or server.access_log:
             peer = transport.get_extra_info("peername")
             self._host = peer[0] if isinstance(peer, tuple) else None
 
@@ -378,6 +382,8 @@ class HttpConnection(asyncio.Protocol):
     def _handle(self, request: Request, keep_alive: bool) -> None:
         self._endpoint = None
         self._started = 0.0
+        if self._server.access_log:
+            self._logged = (request.method, request.path, time.monotonic())
         self._busy = True
         self._keep_alive = keep_alive
         self._head_only = request.method == "HEAD"
@@ -477,6 +483,21 @@ class HttpConnection(asyncio.Protocol):
         else:
             self._spawn(self._finish(_published_response(stored)))
 
+    def _log_access(self, response: Response, waited: bool) -> None:
+        assert self._logged is not None
+        method, path, arrived = self._logged
+        self._logged = None
+        access_logger.info(
+            '%s "%s %s" %d %d %.1f ms%s',
+            self._host or "-",
+            method,
+            path,
+            response.status,
+            len(response.body),
+            (time.monotonic() - arrived) * 1000,
+            " (waited for events)" if waited and self._endpoint is _SUBSCRIBE else "",
+        )
+
     def _end_wait(self) -> None:
         """Stop counting the subscribe answered (or left) among its client's."""
         if self._waiting_counted:
@@ -547,6 +568,8 @@ class HttpConnection(asyncio.Protocol):
         server.requests.answered(
             self._endpoint, response.status, time.monotonic() - started if started else 0.0
         )
+        if self._logged is not None:
+            self._log_access(response, waited=bool(started))
         if not keep_alive:
             self._linger()
             return True

@@ -290,6 +290,12 @@ def build_parser() -> _Parser:
         help="seconds a request body may take to arrive (408 after)",
     )
     serve.add_argument(
+        "--access-log",
+        action="store_true",
+        help="log one line per answer: client, method, path (no query), status, body "
+        "bytes, time taken (a subscribe that waited for events says so)",
+    )
+    serve.add_argument(
         "--log-level",
         default="info",
         choices=["debug", "info", "warning", "error"],
@@ -661,7 +667,7 @@ async def _serve_until_stopped(
             os.kill(os.getpid(), signal.SIGTERM)
 
         loop.add_reader(parent.sentinel, parent_gone)
-    await serve(app, sock, _limits(args))
+    await serve(app, sock, _limits(args), access_log=args.access_log)
 
 
 def _run_worker(args: argparse.Namespace, sock: socket.socket) -> None:

@@ -71,15 +71,19 @@ class ServerLimits:
 
 
 class HttpServer:
-    """Serves `app` on listening sockets with `HttpConnection`s.
+    """Serves `app` on listening sockets with `HttpConnection`s (see `access_log`).
 
     `start()` starts the app's manager and listens; `shutdown()` stops
     listening, answers waiting subscribers, lets requests in flight finish
     (up to `limits.grace_seconds`), closes every connection and the manager.
     """
 
-    def __init__(self, app: LongpollApp, limits: ServerLimits | None = None) -> None:
+    def __init__(
+        self, app: LongpollApp, limits: ServerLimits | None = None, *, access_log: bool = False
+    ) -> None:
         self.app = app
+        self.access_log = access_log
+        """Log one line per answer on the `longpoll.access` logger, at INFO."""
         self.limits = limits if limits is not None else ServerLimits()
         self.head_limit = self.limits.max_url_bytes + self.limits.max_header_bytes + 1024
         self.body_limit = app.manager.options.max_publish_body_bytes
@@ -207,10 +211,14 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 @contextlib.asynccontextmanager
 async def running(
-    app: LongpollApp, sock: socket.socket, limits: ServerLimits | None = None
+    app: LongpollApp,
+    sock: socket.socket,
+    limits: ServerLimits | None = None,
+    *,
+    access_log: bool = False,
 ) -> AsyncIterator[HttpServer]:
     """Serve `app` on `sock` for the duration of the block, then shut down gracefully."""
-    server = HttpServer(app, limits)
+    server = HttpServer(app, limits, access_log=access_log)
     await server.start([sock])
     try:
         yield server
@@ -218,10 +226,17 @@ async def running(
         await server.shutdown()
 
 
-async def serve(app: LongpollApp, sock: socket.socket, limits: ServerLimits | None = None) -> None:
+async def serve(
+    app: LongpollApp,
+    sock: socket.socket,
+    limits: ServerLimits | None = None,
+    *,
+    access_log: bool = False,
+) -> None:
     """Serve `app` on the listening socket `sock` until SIGINT or SIGTERM.
 
-    A second signal cuts the grace period short.
+    A second signal cuts the grace period short. With `access_log`, each answer is
+    logged on the `longpoll.access` logger.
     """
     limits = fit_to_file_limit(limits if limits is not None else ServerLimits())
     loop = asyncio.get_running_loop()
@@ -230,7 +245,7 @@ async def serve(app: LongpollApp, sock: socket.socket, limits: ServerLimits | No
     for sig in signals:
         loop.add_signal_handler(sig, stop.set)
     try:
-        async with running(app, sock, limits) as server:
+        async with running(app, sock, limits, access_log=access_log) as server:
             tune_gc()
             host, port = sock.getsockname()[:2]
             shown_host = f"[{host}]" if ":" in host else host
