@@ -222,3 +222,11 @@ def test_no_access_log_by_default() -> None:
             client.post("/publish", json={"category": "c", "data": 1})
         _, output = server.stop(signal.SIGTERM)
     assert "longpoll.access" not in output
+
+
+def test_the_configuration_reference_is_the_parsers_own() -> None:
+    from docs.reference import PAGE, render
+
+    assert PAGE.read_text() == render(), "run: python -m docs.reference"
+    for flag in ("--max-buffered-bytes", "--publish-token", "--token", "--secret-env"):
+        assert f"| `{flag}` |" in PAGE.read_text()
