@@ -120,9 +120,11 @@ def _markdown(record: Record, rows: list[Row], plots: list[str], assets: str) ->
             "harness, not the software. Its figures say nothing about performance.",
             "",
         ]
-    lines += _method(record)
-    lines += ["## Targets", "", *_targets(record), ""]
+    # What a reader wants first: this server against the others, then the targets.
     lines += [f"## {SUBJECT} against stock ASGI servers", "", *_servers(record), ""]
+    lines += [plot for plot in plots if RATES_PNG in plot] + [""]
+    lines += ["## Targets", "", *_targets(record), ""]
+    lines += _method(record)
     lines += ["## Variants", "", *_variants(record), ""]
     lines += ["## Results", ""]
     for variant in _labels(record):
@@ -133,8 +135,7 @@ def _markdown(record: Record, rows: list[Row], plots: list[str], assets: str) ->
         errors = [o for o in record.outcomes if o.label == variant and o.error]
         lines += [f"- {o.scenario} could not run: {o.error}" for o in errors]
         lines += [""] if errors else []
-    for plot in plots:
-        lines += [plot, ""]
+    lines += [plot for plot in plots if RATES_PNG not in plot] + [""]
     lines += ["## What limits each figure", "", *_limits(record), ""]
     lines += ["## Reading the figures", "", *_reading()]
     return "\n".join(lines).rstrip("\n")
