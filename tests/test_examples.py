@@ -274,6 +274,23 @@ async def test_chatbot_replies_to_the_page(browser: Browser) -> None:
         await expect(chat.nth(3)).to_have_text("bot: You said 8 characters. Backwards: desserts")
 
 
+async def test_chatbot_stops_quietly_on_ctrl_c() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "examples.chatbot", "--port", "0",
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    assert process.stdout is not None
+    async with asyncio.timeout(15):
+        first = await process.stdout.readline()
+        assert _URL.search(first), first
+        await asyncio.sleep(0.5)  # the bot's first poll waits
+        process.send_signal(signal.SIGINT)
+        rest = (await process.stdout.read()).decode()
+        assert await process.wait() == 0
+    assert "retrying" not in rest and "Traceback" not in rest and "bot stopped" not in rest, rest
+
+
 # --- stressor ----------------------------------------------------------------------
 
 

@@ -21,6 +21,7 @@ from starlette.routing import Route
 from examples._serve import page
 from longpoll import BrowserClientHandler, LongpollManager, PublishHandler, SubscribeHandler
 from longpoll.client import AsyncClient
+from longpoll.errors import ClientError, ServerError
 
 DEFAULT_PORT = 8103
 PAGE = Path(__file__).with_name("page.html")
@@ -41,20 +42,33 @@ def reply_to(text: str) -> str:
     return f"You said {len(text)} characters. Backwards: {text[::-1]}"
 
 
+def _unless_shutting_down(error: ClientError) -> bool:
+    """Retry a failed poll, unless the server says it is shutting down (503)."""
+    return not (isinstance(error, ServerError) and error.status == 503)
+
+
 async def run_bot(base_url: str) -> None:
-    """Answer every message on `CATEGORY` that the bot did not write, until cancelled."""
+    """Answer every message on `CATEGORY` that the bot did not write, until cancelled
+    or the server shuts down."""
     async with AsyncClient(
-        f"{base_url}/events", publish_url=f"{base_url}/publish", poll_timeout_seconds=30
+        f"{base_url}/events",
+        publish_url=f"{base_url}/publish",
+        poll_timeout_seconds=30,
+        on_failure=_unless_shutting_down,
     ) as client:
         # From this moment: messages sent while the first poll is on its way count too.
         started = int(datetime.datetime.now().timestamp() * 1000)
-        async for event in client.subscribe(CATEGORY, since=started):
-            data: Any = event.data
-            if not isinstance(data, dict) or data.get("from") == BOT:
-                continue
-            await asyncio.sleep(0.3)  # "typing"
-            answer = reply_to(str(data.get("text", "")))
-            await client.publish(CATEGORY, {"from": BOT, "text": answer})
+        try:
+            async for event in client.subscribe(CATEGORY, since=started):
+                data: Any = event.data
+                if not isinstance(data, dict) or data.get("from") == BOT:
+                    continue
+                await asyncio.sleep(0.3)  # "typing"
+                answer = reply_to(str(data.get("text", "")))
+                await client.publish(CATEGORY, {"from": BOT, "text": answer})
+        except ServerError as exc:
+            if exc.status != 503:
+                raise
 
 
 def make_app(manager: LongpollManager, base_url: str) -> Starlette:
