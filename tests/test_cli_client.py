@@ -168,6 +168,7 @@ def test_refusal_is_one_line_and_exit_1(
         (["subscribe", "c", "--url", "ftp://example.com"], "--url must be an http:// or https://"),
         (["publish", "c", "x", "--url", "127.0.0.1:1"], "not '127.0.0.1:1'"),
         (["publish", "c", "x", "--subscribe-path", "/e"], "unrecognized arguments"),
+        (["subscribe", "c", "--poll-timeout", "0"], "--poll-timeout must be a whole number"),
         (["publish", "c", "x", "--publish-path", "publish"], "must start with '/'"),
     ],
 )

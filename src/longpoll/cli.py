@@ -614,6 +614,10 @@ _FIELD_FLAGS = {
     "publish_token": f"--publish-token (or {_PUBLISH_TOKEN_ENV})",
     "operations_token": f"--operations-token (or {_OPERATIONS_TOKEN_ENV})",
     "subscribe_secret": f"--subscribe-secret (or {_SUBSCRIBE_SECRET_ENV})",
+    # the client commands'
+    "poll_timeout_seconds": "--poll-timeout",
+    "subscribe_url": "--url",
+    "publish_url": "--url",
 }
 
 
@@ -765,7 +769,7 @@ def _run_client(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
             on_failure=None if retry else _give_up,
         )
     except ValueError as exc:
-        parser.error(str(exc).replace("subscribe_url", "--url").replace("publish_url", "--url"))
+        parser.error(_flag_names(str(exc)))
     with client:
         try:
             if args.command == "subscribe":
