@@ -57,12 +57,16 @@ def stop(process: subprocess.Popen[bytes], timeout_s: float = 15.0) -> None:
 @dataclass
 class ServedVariant:
     """A running server for one variant, the command that reproduces it, and the tokens
-    its clients must send."""
+    its clients must send; `pid` None when unknown (a server the user runs)."""
 
-    process: subprocess.Popen[bytes]
+    pid: int | None
     url: str
     command: list[str]
     credentials: Credentials = NO_CREDENTIALS
+    paths: tuple[str, str] = ("/events", "/publish")  # subscribe and publish, under `url`
+    counts_waiters: bool = True  # `url`/stats answers `waiting_subscribers`
+    pinned: bool = True  # alone on the server core: what else used that core is measured
+    note: str = ""  # how it ran, where the command does not say
 
 
 def _start(
@@ -102,7 +106,7 @@ def serve_variant(
                 raise RuntimeError("longpoll serve did not start:\n" + log.read_text())
             time.sleep(0.05)
         shown = [*credentials.shown(), "taskset", "-c", str(core), "longpoll", *command[3:]]
-        yield ServedVariant(process, match.group(1), shown, credentials)
+        yield ServedVariant(process.pid, match.group(1), shown, credentials)
     finally:
         stop(process)
 
@@ -142,7 +146,7 @@ def serve_asgi(server: str, args: list[str], core: int, log: Path) -> Iterator[S
         url = f"http://127.0.0.1:{port}"
         try:
             if _answers(server, process, url):
-                yield ServedVariant(process, url, ["taskset", "-c", str(core), server, *full])
+                yield ServedVariant(process.pid, url, ["taskset", "-c", str(core), server, *full])
                 return
         finally:
             stop(process)

@@ -35,14 +35,15 @@ def verdict(server: float | None, generator: float | None, waits_for: str) -> st
     """The limit the two CPU shares point at; `waits_for`: what else the figure waits on."""
     server_busy = server is not None and server >= SERVER_BUSY
     generator_busy = generator is not None and generator >= GENERATOR_BUSY
+    if server is None:  # e.g. a server the user runs, given without its pid
+        busy = "; the generator was busy" if generator_busy else ""
+        return f"could not tell (no server CPU figure){busy}"
     if server_busy and generator_busy:
         return "both cores (server and generator)"
     if server_busy:
         return "the server core"
     if generator_busy:
         return "the generator (the server had CPU left)"
-    if server is None:
-        return "unknown (no server CPU figure)"
     return f"neither core was saturated: {waits_for}"
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.limits import Limit, limits_of
-from bench.suite import Outcome, Plan, Variant
+from bench.plan import Outcome, Plan, Variant
 from bench.summary import (
     FANOUT_PNG,
     RATES_PNG,
@@ -32,9 +32,8 @@ from bench.targets import (
     Parity,
     Target,
     check,
-    figure,
-    ratio,
 )
+from bench.versus import times, title, versus
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +50,7 @@ class Record:
     load_before: list[float]
     load_after: list[float]
     elapsed_s: float
+    others: tuple[str, ...] = ()  # the servers given with --other, run by the user
 
 
 def _runs(record: Record) -> list[Run]:
@@ -109,7 +109,9 @@ def _markdown(record: Record, rows: list[Row], plots: list[str], assets: str) ->
         "This page is generated. To reproduce it on a fresh machine with at least two cores, "
         "run `pip install -e '.[dev]'`, then `python -m bench suite` from the repository "
         "root. It needs `redis-server` on PATH (e.g. from the `redis-server` package of "
-        "your distribution), starts and stops every server itself, and rewrites this page, "
+        "your distribution), starts and stops every server itself"
+        + (" (but those given with `--other`, which must be running)" if record.others else "")
+        + ", and rewrites this page, "
         f"the plots in `{assets}/` and every raw figure in `{assets}/results.json` "
         f"(it took {_duration(record.elapsed_s)} on the machine below).",
         "",
@@ -121,7 +123,7 @@ def _markdown(record: Record, rows: list[Row], plots: list[str], assets: str) ->
             "",
         ]
     # What a reader wants first: this server against the others, then the targets.
-    lines += [f"## {SUBJECT} against stock ASGI servers", "", *_servers(record), ""]
+    lines += [f"## {title(record.others)}", "", *versus(_bodies(record), record.others), ""]
     lines += [plot for plot in plots if RATES_PNG in plot] + [""]
     lines += ["## Targets", "", *_targets(record), ""]
     lines += _method(record)
@@ -171,7 +173,8 @@ def _method(record: Record) -> list[str]:
         f"{_loads(record.load_after)} after it. The suite itself keeps about two cores busy; "
         "a load well above that before it started means something else was running.",
         _crowding(record),
-        f"- Every server process, and redis-server, ran pinned to core {record.server_core}; "
+        f"- Every server process the suite started, and redis-server, ran pinned to core "
+        f"{record.server_core}; "
         f"the load generator (its processes, and the coordinator that publishes) to core "
         f"{cores}; both with `sched_setaffinity`, as `taskset -c` would. Each variant got a "
         "fresh server, and idle memory another fresh one.",
@@ -244,7 +247,7 @@ def _targets(record: Record) -> list[str]:
         result = check(target, bodies)
         mine, theirs = result.subject, result.baseline
         lines.append(
-            f"| {target.name} | {_shown(mine)} | {_shown(theirs)} | {_times(result.ratio)} "
+            f"| {target.name} | {_shown(mine)} | {_shown(theirs)} | {times(result.ratio)} "
             f"| **{result.verdict}** | {_limited(SUBJECT, target, bodies, mine)} "
             f"| {_limited(BASELINE, target, bodies, theirs)} |"
         )
@@ -267,7 +270,7 @@ def _parity(parity: Parity, bodies: Bodies) -> str:
         by_scenario = {part.scenario: _limited(label, part, bodies, mine) for part, mine in pairs}
         limits.append("; ".join(f"{name}: {limit}" for name, limit in by_scenario.items()))
     ratios = "; ".join(
-        f"{part.figure} {_times(result.ratio)}"
+        f"{part.figure} {times(result.ratio)}"
         for part, result in zip(parity.parts, checks, strict=True)
     )
     return (
@@ -278,51 +281,6 @@ def _parity(parity: Parity, bodies: Bodies) -> str:
 
 def _shown(seen: Figure | None) -> str:
     return "not measured" if seen is None else seen.shown
-
-
-def _times(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}x"
-
-
-def _figure(seen: Figure | None) -> str:
-    if seen is None:
-        return "-"
-    return f"{seen.value:,.0f}" if seen.value >= 100 else f"{seen.value:.1f}"
-
-
-def _servers(record: Record) -> list[str]:
-    """`serve` against `LongpollApp` on stock uvicorn and on granian, figure by figure."""
-    bodies, others = _bodies(record), (BASELINE, "granian")
-    lines = [
-        f"| figure | {SUBJECT} | {' | '.join(others)} | "
-        + " | ".join(f"{SUBJECT} / {other}" for other in others)
-        + " |",
-        "| --- |" + " ---: |" * (1 + 2 * len(others)),
-    ]
-    better = dict.fromkeys(others, 0)
-    compared = dict.fromkeys(others, 0)
-    for target in TARGETS:
-        mine = figure(target, bodies, SUBJECT)
-        seen = {other: figure(target, bodies, other) for other in others}
-        ratios = {other: ratio(mine, seen[other]) for other in others}
-        for other, times in ratios.items():
-            if times is not None:
-                compared[other] += 1
-                better[other] += times != 1.0 and (times > 1.0) == target.more_is_better
-        cells = [_figure(mine), *map(_figure, seen.values()), *map(_times, ratios.values())]
-        lines.append(f"| {target.figure} | " + " | ".join(cells) + " |")
-    return [
-        f"`{SUBJECT}` (`longpoll serve`) against `LongpollApp` (`bench/apps.py`: memory "
-        "backend, default options, the garbage-collector settings of `longpoll serve`) "
-        f"mounted on stock uvicorn (`{BASELINE}`) and on granian's ASGI interface "
-        "(`granian`). The three servers ran "
-        "side by side, idle while another was measured, scenario by scenario, so that each "
-        f"row was measured close together in time. In this run `{SUBJECT}` did better than "
-        + " and than ".join(f"{o} on {better[o]} of {compared[o]} figures" for o in others)
-        + ":",
-        "",
-        *lines,
-    ]
 
 
 def _variants(record: Record) -> list[str]:

@@ -100,7 +100,7 @@ def run_persist(
                         max_requests=max_requests,
                         payload_bytes=payload_bytes,
                         lead_s=lead_s,
-                        server_pid=served.process.pid,
+                        server_pid=served.pid,
                     )
                 report.runs.setdefault(name, []).append(result)
                 report.commands[name] = " ".join(served.command)

@@ -120,10 +120,10 @@ def _server(args: argparse.Namespace, credentials: Credentials) -> Iterator[Serv
         target = parse_target(served.url)
         yield Served(
             target,
-            served.process.pid,
+            served.pid,
             parse_target(stats) if stats else parse_target(served.url + "/stats"),
             f"server started by the harness on core {args.server_core}: "
-            f"{' '.join(served.command)} (pid {served.process.pid}, {served.url})",
+            f"{' '.join(served.command)} (pid {served.pid}, {served.url})",
         )
 
 

@@ -6,8 +6,9 @@ publish token and a subscribe secret, every request carrying its token), `asgi-u
 the baseline of the targets), `granian` (that app under granian's ASGI interface),
 `redis-1` and `redis-2` (`longpoll serve --redis --workers 1|2` against a private
 redis-server on the server core too), `persistence` (`publish-persist`: off, on, with
-fsync) and `floor`. The scenarios are the ordinary runners; `stream-overload` is `stream`
-at a rate the servers cannot keep up with.
+fsync) and `floor`; and any server the user runs (`bench.external`), side by side with the
+first four. The scenarios are the ordinary runners; `stream-overload` is `stream` at a rate
+the servers cannot keep up with.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.catchup import run_catchup
-from bench.credentials import Credentials, refused
+from bench.credentials import NO_CREDENTIALS, Credentials, refused
+from bench.external import Other, attach
 from bench.fanout import run_fanout
 from bench.http import HTTPError
 from bench.launch import ServedVariant, serve_granian, serve_uvicorn, serve_variant
@@ -32,6 +34,7 @@ from bench.load import LOAD_HEADER, load_line
 from bench.memory import run_idle_memory
 from bench.options import RunOptions
 from bench.persist import VARIANTS, persist_table, run_persist
+from bench.plan import Outcome, Plan, Variant
 from bench.pool import WorkerError
 from bench.publish import run_publish
 from bench.redis_server import RedisServer
@@ -49,78 +52,9 @@ FLOOR_APP = "bench.apps:floor_app"
 MAX_REQUESTS = 2_000_000
 
 
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """Sizes and durations of one suite."""
-
-    fanout_sizes: tuple[int, ...]
-    redis_fanout_sizes: tuple[int, ...]
-    rounds: int
-    idle_waiters: int
-    idle_warmup: int
-    idle_hold_s: float
-    connections: int
-    lead_s: float  # publish, catch-up: from the start to the first request
-    warmup_s: float
-    duration_s: float
-    catchup_events: int
-    stream_subscribers: int
-    redis_stream_subscribers: int  # Redis shares the server core: a full stream swamps it
-    stream_rate: float
-    stream_duration_s: float
-    overload_rate: float  # stream-overload: the stream's subscribers at this rate
-    overload_duration_s: float
-    persist_rounds: int
-    settle_s: float  # wait for subscribers where the server cannot count them (redis-2)
-
-
-FULL = Plan(
-    fanout_sizes=(1000, 5000, 10000),
-    redis_fanout_sizes=(1000, 5000),
-    rounds=3,
-    idle_waiters=10_000,
-    idle_warmup=100,
-    idle_hold_s=1.0,
-    connections=50,
-    lead_s=1.5,
-    warmup_s=1.0,
-    duration_s=3.0,
-    catchup_events=100,
-    stream_subscribers=1000,
-    redis_stream_subscribers=200,
-    stream_rate=20.0,
-    stream_duration_s=10.0,
-    overload_rate=200.0,
-    overload_duration_s=5.0,
-    persist_rounds=2,
-    settle_s=2.0,
-)
-
-QUICK = Plan(
-    fanout_sizes=(50, 100),
-    redis_fanout_sizes=(50, 100),
-    rounds=1,
-    idle_waiters=100,
-    idle_warmup=10,
-    idle_hold_s=0.2,
-    connections=10,
-    lead_s=0.4,
-    warmup_s=0.1,
-    duration_s=0.5,
-    catchup_events=20,
-    stream_subscribers=20,
-    redis_stream_subscribers=20,
-    stream_rate=20.0,
-    stream_duration_s=1.0,
-    overload_rate=200.0,
-    overload_duration_s=0.5,
-    persist_rounds=1,
-    settle_s=0.5,
-)
-
-
 SCENARIOS = ("fanout", "publish", "catchup", "stream")  # on one server; idle-memory on its own
 MEMORY_SCENARIOS = (*SCENARIOS, "stream-overload")  # the memory backend's servers
+OWN = ("serve", TOKENS, "asgi-uvicorn", "granian", "redis-1", "redis-2", "persistence", "floor")
 
 Measured = tuple["DataclassInstance", bool, str]  # the report, whether it failed, its text
 Starter = Callable[[Path], AbstractContextManager[ServedVariant]]
@@ -128,31 +62,23 @@ Starter = Callable[[Path], AbstractContextManager[ServedVariant]]
 
 @dataclass(frozen=True, slots=True)
 class SideBySide:
-    """A memory-backend server measured side by side with the others: how to start it,
-    and its scenarios (of MEMORY_SCENARIOS, and idle-memory on a fresh server of its own)."""
+    """A memory-backend server (or one the user runs) measured side by side with the others:
+    how to start it, and its scenarios (of MEMORY_SCENARIOS, and idle-memory on a fresh
+    server of its own)."""
 
     start: Starter
     scenarios: tuple[str, ...] = (*MEMORY_SCENARIOS, "idle-memory")
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
-    """One scenario against one variant: its results (as in results.json), or its error."""
+class Where:
+    """A running server as a scenario sees it."""
 
-    label: str
-    scenario: str
-    payload: dict[str, Any]
-    failed: bool
-    error: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Variant:
-    """A server set-up: its label, how it was started, which scenarios ran against it."""
-
-    label: str
-    server: str
-    scenarios: tuple[str, ...]
+    target: Target
+    paths: tuple[str, str]  # subscribe, publish
+    stats: Target | None  # None: wait `Plan.settle_s` for the subscribers instead
+    pid: ServerPid | None
+    credentials: Credentials = NO_CREDENTIALS
 
 
 @dataclass(slots=True)
@@ -164,29 +90,36 @@ class Suite:
     cores: tuple[int, ...]
     workdir: Path
     show: Callable[[str], None]
+    only: frozenset[str] = frozenset(OWN)  # which of the suite's own variants run
+    others: tuple[Other, ...] = ()  # servers the user runs, side by side with `serve`
     outcomes: list[Outcome] = field(default_factory=list)
     variants: list[Variant] = field(default_factory=list)
 
     def run(self) -> list[Outcome]:
         """Every variant in turn; a scenario that cannot run is recorded, and the suite goes on."""
         core, credentials = self.server_core, Credentials.fresh()
-        self._memory_variants(
-            {
-                "serve": SideBySide(lambda log: serve_variant([], core, log)),
-                TOKENS: SideBySide(
-                    lambda log: serve_variant([], core, log, credentials), SCENARIOS
-                ),
-                "asgi-uvicorn": SideBySide(
-                    lambda log: serve_uvicorn(
-                        MEMORY_APP, core, log, "--factory", "--lifespan", "on"
-                    )
-                ),
-                "granian": SideBySide(lambda log: serve_granian(MEMORY_APP, core, log)),
-            }
-        )
-        self._redis_variants()
-        self._persistence()
-        self._floor()
+        own = {
+            "serve": SideBySide(lambda log: serve_variant([], core, log)),
+            TOKENS: SideBySide(lambda log: serve_variant([], core, log, credentials), SCENARIOS),
+            "asgi-uvicorn": SideBySide(
+                lambda log: serve_uvicorn(MEMORY_APP, core, log, "--factory", "--lifespan", "on")
+            ),
+            "granian": SideBySide(lambda log: serve_granian(MEMORY_APP, core, log)),
+        }
+        others = {  # idle memory needs the pid, and is measured on the server as found
+            other.label: SideBySide(
+                functools.partial(_attached, other, core, self.cores),
+                MEMORY_SCENARIOS + (("idle-memory",) if other.pid else ()),
+            )
+            for other in self.others
+        }
+        self._memory_variants({k: v for k, v in own.items() if k in self.only} | others)
+        if {"redis-1", "redis-2"} & self.only:
+            self._redis_variants()
+        if "persistence" in self.only:
+            self._persistence()
+        if "floor" in self.only:
+            self._floor()
         return self.outcomes
 
     def _floor(self) -> None:
@@ -199,39 +132,35 @@ class Suite:
             ) as served,
         ):
             scenarios = ("fanout", "publish", "catchup")
-            self.variants.append(Variant(label, shlex.join(served.command), scenarios))
+            self.variants.append(Variant(label, _server(served), scenarios))
             for scenario in scenarios:
-                pid, sizes = served.process.pid, self.plan.fanout_sizes
-                self._scenario(scenario, label, served, pid, sizes, 0, True)
+                sizes = self.plan.fanout_sizes
+                self._scenario(scenario, label, served, served.pid, sizes, 0, True)
 
     def _memory_variants(self, variants: dict[str, SideBySide]) -> None:
-        """The memory backend on each server. They run side by side (idle while another is
-        measured), scenario by scenario, so that the figures they are compared by are
-        measured close together in time on a machine whose speed varies."""
+        """The memory backend on each server (and the user's servers). They run side by side
+        (idle while another is measured), scenario by scenario, so that the figures they are
+        compared by are measured close together in time on a machine whose speed varies."""
         with contextlib.ExitStack() as running:
             served: dict[str, ServedVariant] = {}
             for label, variant in variants.items():
                 with self._guard(label, "server"):
                     log = self.workdir / f"{label}.log"
                     served[label] = running.enter_context(variant.start(log))
-                    command = shlex.join(served[label].command)
-                    self.variants.append(Variant(label, command, variant.scenarios))
+                    self.variants.append(Variant(label, _server(served[label]), variant.scenarios))
             for scenario in MEMORY_SCENARIOS:
                 for label, server in served.items():
                     if scenario not in variants[label].scenarios:
                         continue
                     sizes, subscribers = self.plan.fanout_sizes, self.plan.stream_subscribers
-                    pid = server.process.pid
-                    self._scenario(scenario, label, server, pid, sizes, subscribers, True)
+                    self._scenario(scenario, label, server, server.pid, sizes, subscribers, True)
         # Idle memory wants a fresh server of its own.
         for label, variant in variants.items():
             if "idle-memory" not in variant.scenarios:
                 continue
             log = self.workdir / f"{label}.log"
             with self._guard(label, "server"), variant.start(log) as server:
-                target = parse_target(server.url)
-                stats, pid = parse_target(server.url + "/stats"), server.process.pid
-                idle = functools.partial(self._idle, target, stats, pid, server.credentials)
+                idle = functools.partial(self._idle, _where(server, server.pid, True))
                 self._run(label, "idle-memory", _options(server), idle)
 
     def _redis_variants(self) -> None:
@@ -240,7 +169,8 @@ class Suite:
             with self._guard("redis", "server"):
                 redis.start()
                 for workers in (1, 2):
-                    self._redis_variant(redis, workers)
+                    if f"redis-{workers}" in self.only:
+                        self._redis_variant(redis, workers)
         finally:
             redis.stop()
 
@@ -249,12 +179,12 @@ class Suite:
         flags = ["--redis", redis.url, "--redis-prefix", _category(), "--workers", str(workers)]
         log = self.workdir / f"{label}.log"
         with self._guard(label, "server"), serve_variant(flags, self.server_core, log) as served:
-            assert redis.process is not None
+            assert redis.process is not None and served.pid is not None
             shown = ["taskset", "-c", str(self.server_core), "redis-server", "--port"]
             shown += [str(redis.port), "--save", "", "--appendonly", "no"]
             server = f"{shlex.join(served.command)}, with {shlex.join(shown)}"
             self.variants.append(Variant(label, server, SCENARIOS))
-            pids = (served.process.pid, redis.process.pid)
+            pids = (served.pid, redis.process.pid)
             sizes = self.plan.redis_fanout_sizes
             # each worker counts only its own waiters: with two, wait `settle_s` instead
             subscribers = self.plan.redis_stream_subscribers
@@ -266,25 +196,22 @@ class Suite:
         scenario: str,
         label: str,
         served: ServedVariant,
-        pid: ServerPid,
+        pid: ServerPid | None,
         sizes: tuple[int, ...],
         stream_subscribers: int,
         counts_waiters: bool,
     ) -> None:
-        target = parse_target(served.url)
-        stats = parse_target(served.url + "/stats") if counts_waiters else None
-        plan, credentials = self.plan, served.credentials
-        stream = functools.partial(
-            self._stream, target, stats, pid, credentials, stream_subscribers
-        )
+        where, plan = _where(served, pid, counts_waiters), self.plan
+        stream = functools.partial(self._stream, where, stream_subscribers)
         measures: dict[str, Callable[[], Measured]] = {
-            "fanout": lambda: self._fanout(target, stats, pid, credentials, sizes),
-            "publish": lambda: self._publish(target, pid, credentials),
-            "catchup": lambda: self._catchup(target, pid, credentials),
+            "fanout": lambda: self._fanout(where, sizes),
+            "publish": lambda: self._publish(where),
+            "catchup": lambda: self._catchup(where),
             "stream": lambda: stream(plan.stream_rate, plan.stream_duration_s),
             "stream-overload": lambda: stream(plan.overload_rate, plan.overload_duration_s),
         }
-        self._run(label, scenario, _options(served), measures[scenario], pid)
+        watched = pid if served.pinned else None
+        self._run(label, scenario, _options(served), measures[scenario], watched)
 
     def _run(
         self,
@@ -307,14 +234,12 @@ class Suite:
             )
             self.show(f"== {label}: {scenario} ==\n{text}\n")
 
-    def _run_options(
-        self, target: Target, stats: Target | None, pid: ServerPid, credentials: Credentials
-    ) -> RunOptions:
+    def _run_options(self, where: Where) -> RunOptions:
         return RunOptions(
-            target=target,
-            events_path="/events",
-            publish_path="/publish",
-            stats=stats,
+            target=where.target,
+            events_path=where.paths[0],
+            publish_path=where.paths[1],
+            stats=where.stats,
             category=_category(),
             procs=len(self.cores),
             pin=self.cores,
@@ -325,33 +250,23 @@ class Suite:
             connect_concurrency=256,
             connect_timeout_s=10.0,
             payload_bytes=0,
-            server_pid=pid,
+            server_pid=where.pid,
             max_seconds=600.0,
-            credentials=credentials,
+            credentials=where.credentials,
         )
 
-    def _fanout(
-        self,
-        target: Target,
-        stats: Target | None,
-        pid: ServerPid,
-        credentials: Credentials,
-        sizes: tuple[int, ...],
-    ) -> Measured:
-        opts = self._run_options(target, stats, pid, credentials)
-        report = run_fanout(opts, list(sizes), self.plan.rounds)
+    def _fanout(self, where: Where, sizes: tuple[int, ...]) -> Measured:
+        report = run_fanout(self._run_options(where), list(sizes), self.plan.rounds)
         return report, report.failed, fanout_table(report)
 
-    def _idle(
-        self, target: Target, stats: Target, pid: ServerPid, credentials: Credentials
-    ) -> Measured:
+    def _idle(self, where: Where) -> Measured:
         plan = self.plan
-        opts = self._run_options(target, stats, pid, credentials)
+        opts = self._run_options(where)
         report = run_idle_memory(opts, plan.idle_waiters, plan.idle_warmup, plan.idle_hold_s)
         failed = bool(report.errors) or report.sent < report.waiters
         return report, failed, memory_table(report)
 
-    def _load(self, pid: ServerPid, credentials: Credentials) -> dict[str, Any]:
+    def _load(self, where: Where) -> dict[str, Any]:
         """The closed-loop load settings that publish and catch-up share."""
         plan = self.plan
         return {
@@ -361,48 +276,32 @@ class Suite:
             "warmup_s": plan.warmup_s,
             "duration_s": plan.duration_s,
             "max_requests": MAX_REQUESTS,
-            "server_pid": pid,
+            "server_pid": where.pid,
             "lead_s": plan.lead_s,
-            "credentials": credentials,
+            "credentials": where.credentials,
         }
 
-    def _publish(self, target: Target, pid: ServerPid, credentials: Credentials) -> Measured:
-        report = run_publish(
-            target,
-            "/publish",
-            _category(),
-            **self._load(pid, credentials),
-        )
+    def _publish(self, where: Where) -> Measured:
+        report = run_publish(where.target, where.paths[1], _category(), **self._load(where))
         return report, report.failed, f"{LOAD_HEADER}\n{load_line('publish', report)}"
 
-    def _catchup(self, target: Target, pid: ServerPid, credentials: Credentials) -> Measured:
+    def _catchup(self, where: Where) -> Measured:
         report = run_catchup(
-            target,
-            "/events",
-            "/publish",
+            where.target,
+            *where.paths,
             _category(),
             events=self.plan.catchup_events,
             since="all",
             poll_timeout_s=5,
             payload_bytes=0,
-            **self._load(pid, credentials),
+            **self._load(where),
         )
         return report, report.failed, f"{LOAD_HEADER}\n{load_line('catchup', report.load)}"
 
-    def _stream(
-        self,
-        target: Target,
-        stats: Target | None,
-        pid: ServerPid,
-        credentials: Credentials,
-        subscribers: int,
-        rate: float,
-        duration_s: float,
-    ) -> Measured:
+    def _stream(self, where: Where, subscribers: int, rate: float, duration_s: float) -> Measured:
         report = run_stream(
-            target,
-            "/events",
-            "/publish",
+            where.target,
+            *where.paths,
             _category(),
             subscribers=subscribers,
             rate=rate,
@@ -414,12 +313,12 @@ class Suite:
             cores=self.cores,
             connect_concurrency=256,
             connect_timeout_s=10.0,
-            stats=stats,
+            stats=where.stats,
             settle_s=self.plan.settle_s,
             settle_timeout_s=30.0,
             drain_s=10.0,
-            server_pid=pid,
-            credentials=credentials,
+            server_pid=where.pid,
+            credentials=where.credentials,
         )
         return report, report.failed, stream_table(report)
 
@@ -462,8 +361,27 @@ class Suite:
             self.show(f"== {label}: {scenario} == could not run: {error}\n")
 
 
+def _attached(
+    other: Other, core: int, cores: tuple[int, ...], log: Path
+) -> AbstractContextManager[ServedVariant]:
+    return contextlib.nullcontext(attach(other, core, cores))
+
+
+def _where(served: ServedVariant, pid: ServerPid | None, counts_waiters: bool) -> Where:
+    """How the scenarios reach `served`; they ask its /stats for the waiting subscribers
+    only when it answers that and `counts_waiters` (else they wait a fixed time)."""
+    counts = counts_waiters and served.counts_waiters
+    stats = parse_target(served.url + "/stats") if counts else None
+    return Where(parse_target(served.url), served.paths, stats, pid, served.credentials)
+
+
+def _server(served: ServedVariant) -> str:
+    """How `served` ran, for the page."""
+    return served.note or shlex.join(served.command)
+
+
 def _options(served: ServedVariant) -> dict[str, object]:
-    return {"server": shlex.join(served.command), "url": served.url}
+    return {"server": _server(served), "url": served.url}
 
 
 def _category() -> str:

@@ -13,9 +13,11 @@ from types import FrameType
 
 import psutil
 
+from bench.external import Other, parse_others, placement, reachable
 from bench.machine import load_average, machine_facts
 from bench.page import Record, write_page
-from bench.suite import FULL, QUICK, Suite
+from bench.plan import FULL, QUICK
+from bench.suite import OWN, Suite
 from bench.system import parse_cores, pin, raise_fd_limit
 
 
@@ -36,6 +38,22 @@ def add_suite_parser(scenarios: argparse._SubParsersAction[argparse.ArgumentPars
     add("--pin", default="1", help="cores for the load generator (default 1)")
     add("--max-seconds", type=float, default=900.0, help="stop the whole suite after this")
     add("--dir", type=Path, help="where server logs and data files go (default: a temp dir)")
+    add(
+        "--other",
+        action="append",
+        default=[],
+        metavar="NAME=URL[@PID]",
+        help="also measure a server you run (any implementation of the protocol), side by "
+        "side with serve; with its PID, its CPU and memory too (repeatable)",
+    )
+    add(
+        "--other-paths",
+        action="append",
+        default=[],
+        metavar="NAME=EVENTS,PUBLISH",
+        help="that server's subscribe and publish paths under its URL (default /events,/publish)",
+    )
+    add("--only", help=f"only these of the suite's own variants (of {','.join(OWN)})")
 
 
 def _on_alarm(signum: int, frame: FrameType | None) -> None:
@@ -77,6 +95,12 @@ def main_suite(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    try:
+        only = _only(args.only)
+        others = _others(args.other, args.other_paths, server_core, cores)
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     started = time.monotonic()
     load_before = load_average()
     facts = machine_facts(server_core)
@@ -88,7 +112,7 @@ def main_suite(args: argparse.Namespace) -> int:
     plan = QUICK if args.quick else FULL
     try:
         with tempfile.TemporaryDirectory(prefix="longpoll-suite-", dir=args.dir) as workdir:
-            suite = Suite(plan, server_core, cores, Path(workdir), show=_show)
+            suite = Suite(plan, server_core, cores, Path(workdir), _show, only, tuple(others))
             outcomes = suite.run()
         elapsed = time.monotonic() - started
         record = Record(
@@ -102,6 +126,7 @@ def main_suite(args: argparse.Namespace) -> int:
             load_before=load_before,
             load_after=load_average(),
             elapsed_s=elapsed,
+            others=tuple(other.label for other in others),
         )
         written = write_page(record, args.out_doc)
     except (SuiteTimeout, OSError) as exc:
@@ -120,6 +145,37 @@ def main_suite(args: argparse.Namespace) -> int:
     if any(o.error for o in outcomes):
         return 2
     return 1 if problems else 0
+
+
+def _only(given: str | None) -> frozenset[str]:
+    """`--only`'s variants (default: every one)."""
+    if given is None:
+        return frozenset(OWN)
+    only = frozenset(filter(None, given.split(",")))
+    if unknown := only - set(OWN):
+        raise ValueError(f"--only: no variant {', '.join(sorted(unknown))} (of {', '.join(OWN)})")
+    return only
+
+
+def _others(
+    specs: list[str], paths: list[str], server_core: int, cores: tuple[int, ...]
+) -> list[Other]:
+    """The servers given with `--other`, each answering on its URL; a warning for each one
+    that does not run on the server core alone."""
+    others = parse_others(specs, paths, OWN)
+    for other in others:
+        try:
+            reachable(other)
+        except OSError as exc:
+            raise OSError(f"--other {other.label}: nothing answers at {other.url} ({exc})") from exc
+        pinned, where = placement(other, server_core, cores)
+        if not pinned:
+            print(
+                f"warning: --other {other.label}: {where}; the suite does not start, stop "
+                "or pin it: it is measured as found",
+                file=sys.stderr,
+            )
+    return others
 
 
 def _show(text: str) -> None:

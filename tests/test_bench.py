@@ -173,6 +173,54 @@ def test_quick_suite_writes_the_page_plots_and_results(tmp_path: Path) -> None:
     assert all(refuses(port) for port in ports)
 
 
+@pytest.mark.timeout(120)
+def test_suite_measures_a_server_the_user_runs_side_by_side_with_serve(tmp_path: Path) -> None:
+    # "the other implementation": a server the suite did not start, under paths of its own
+    # and without stats, given twice: with its pid, and without
+    paths = ("--subscribe-path", "/lp/subscribe", "--publish-path", "/lp/publish")
+    with serve_process(*paths, "--stats-path", "off") as other:
+        page = tmp_path / "b.md"
+        done = run_bench(
+            "suite", "--quick", "--only", "serve", "--out-doc", str(page),
+            "--other", f"lp={other.url}@{other.process.pid}", "--other", f"nopid={other.url}",
+            "--other-paths", "lp=/lp/subscribe,/lp/publish",
+            "--other-paths", "nopid=/lp/subscribe,/lp/publish", timeout=110,
+        )  # fmt: skip
+        assert other.process.poll() is None  # the suite left it alone
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert f"warning: --other lp: pid {other.process.pid}, not pinned" in done.stderr
+    assert "warning: --other nopid: no pid given" in done.stderr
+
+    text = page.read_text()
+    servers = "serve against the alternatives"
+    header = text.split(f"## {servers}\n")[1].split("\n| --- |")[0].splitlines()[-1]
+    assert header.endswith("| lp | nopid | serve / asgi-uvicorn | serve / granian | serve / lp "
+                           "| serve / nopid |")  # fmt: skip
+    assert re.search(r"did better than lp on \d of 6 figures and than nopid on \d of 5", text)
+    compared = {row[0]: row for row in table_rows(text, servers)}
+    assert len(compared) == 6
+    for name, row in compared.items():
+        assert re.fullmatch(r"[\d,.]+", row[1]) and row[2] == row[3] == "-"
+        assert re.fullmatch(r"[\d,.]+", row[4]) and re.fullmatch(r"\d+\.\d\dx", row[8])
+        idle = name.startswith("idle")  # only with the pid, on the server as found
+        assert row[5] == "-" if idle else re.fullmatch(r"[\d,.]+", row[5])
+        assert row[9] == "-" if idle else re.fullmatch(r"\d+\.\d\dx", row[9])
+    assert re.search(r"^\| lp \| .*measured as found \| .*idle-memory \|$", text, re.MULTILINE)
+
+    results = json.loads((tmp_path / "b" / "results.json").read_text())
+    by = {(run["label"], run["scenario"]): run for run in results["runs"]}
+    assert not [run for run in results["runs"] if run["failed"]]
+    assert {scenario for label, scenario in by if label == "nopid"} == {
+        "fanout", "publish", "catchup", "stream", "stream-overload"
+    }  # fmt: skip
+    assert by[("lp", "publish")]["server_cpu_share"] is not None
+    assert by[("nopid", "publish")]["server_cpu_share"] is None
+    rounds = [r for size in by[("lp", "fanout")]["sizes"] for r in size["rounds"]]
+    assert all(r["waiting_seen"] is None and r["settle_s"] == 0.5 for r in rounds)  # no stats
+    limits = [row for row in table_rows(text, "What limits each figure") if row[0] == "nopid"]
+    assert limits and all(row[3] == "-" and row[6].startswith("could not tell") for row in limits)
+
+
 def test_fanout_against_longpoll_serve_delivers_to_everyone(tmp_path: Path) -> None:
     with serve_process() as server:
         pid = str(server.process.pid)
