@@ -729,6 +729,8 @@ def _persistor(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Add
         return None
     from longpoll.addons.file import FilePersistor
 
+    if not args.persist:
+        parser.error("--persist must not be empty")
     path = Path(args.persist)
     if path.is_dir():
         parser.error(f"--persist {path} is a folder: name a file (in it, for instance)")
