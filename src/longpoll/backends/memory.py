@@ -6,19 +6,18 @@ import asyncio
 import contextlib
 import math
 import time
+import uuid
 from bisect import bisect_left, bisect_right
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
 from typing import Any
 
-from longpoll.backends.base import Backend, BackendStats, ReadResult
+from longpoll.backends.base import Backend, BackendStats, ReadResult, resume_cut
 from longpoll.errors import StoreFull
 from longpoll.event import Event
 from longpoll.options import Options
 from longpoll.subscription import Subscription
-
-_AFTER_ALL_OF_A_MILLISECOND = 2**63
 
 
 def wall_clock_ms() -> int:
@@ -210,20 +209,18 @@ class MemoryBackend(Backend):
         categories: list[_Category], since: int, subscription: Subscription
     ) -> tuple[int, int]:
         """The position after which events are returned."""
-        last_id = subscription.last_id
-        if last_id is None:
-            return (since, _AFTER_ALL_OF_A_MILLISECOND)
-        for category in categories:
-            for event in _from_millisecond(category.events, since):
-                if event.timestamp != since:
-                    break
-                if event.id == last_id:
-                    return _position(event)
-            evicted = category.evicted
-            if evicted is not None and evicted.id == last_id and evicted.timestamp == since:
-                return _position(evicted)
-        # An unknown last_id: send every event of that millisecond, as golongpoll does.
-        return (since, -1)
+
+        def known() -> Iterator[tuple[int, int, uuid.UUID]]:
+            for category in categories:
+                for event in _from_millisecond(category.events, since):
+                    if event.timestamp != since:
+                        break
+                    yield (event.timestamp, event.sequence, event.id)
+                evicted = category.evicted
+                if evicted is not None:
+                    yield (evicted.timestamp, evicted.sequence, evicted.id)
+
+        return resume_cut(since, subscription.last_id, known())
 
     async def remove(self, events: Sequence[Event]) -> None:
         self.remove_nowait(events)

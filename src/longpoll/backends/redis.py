@@ -32,6 +32,7 @@ import hashlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
+from itertools import chain
 from typing import Any
 
 import orjson
@@ -43,7 +44,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from longpoll.backends._group_commit import GroupCommit
-from longpoll.backends.base import Backend, BackendStats, ReadResult
+from longpoll.backends.base import Backend, BackendStats, ReadResult, resume_cut
 from longpoll.errors import BackendUnavailable
 from longpoll.event import Event, random_event_id
 from longpoll.options import Options
@@ -51,7 +52,6 @@ from longpoll.subscription import Subscription
 
 logger = logging.getLogger("longpoll.redis")
 
-_AFTER_ALL_OF_A_MILLISECOND = 2**63
 _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 _Commands = list[tuple[Any, ...]]  # Redis commands, each with its arguments
 WAKE_CLIENT_NAME = "longpoll-wake"
@@ -501,7 +501,13 @@ class RedisBackend(Backend):
             per_category.append([_event_from_entry(name, eid, f) for eid, f in entries])
             if marker[0] is not None:
                 markers.append((int(marker[0]), int(marker[1]), uuid.UUID(marker[2].decode())))
-        cut = _cut(per_category, markers, since, subscription.last_id)
+        known = (
+            (event.timestamp, event.sequence, event.id)
+            for events in per_category
+            for event in events
+            if event.timestamp == since
+        )
+        cut = resume_cut(since, subscription.last_id, chain(known, markers))
         missed = since >= 0 and any((ts, seq) > cut for ts, seq, _ in markers)
         events = [e for events in per_category for e in events if (e.timestamp, e.sequence) > cut]
         if len(names) > 1:
@@ -622,24 +628,3 @@ class RedisBackend(Backend):
             # An outage is reported by the wake-up listener.
             with contextlib.suppress(*_UNAVAILABLE):
                 await self._purge_script(keys=[self._categories], args=[self._prefix, self._ttl_ms])
-
-
-def _cut(
-    per_category: list[list[Event]],
-    markers: list[tuple[int, int, uuid.UUID]],
-    since: int,
-    last_id: uuid.UUID | None,
-) -> tuple[int, int]:
-    """The position after which events are returned (as the memory backend does)."""
-    if last_id is None:
-        return (since, _AFTER_ALL_OF_A_MILLISECOND)
-    for events in per_category:
-        for event in events:
-            if event.timestamp != since:
-                break
-            if event.id == last_id:
-                return (event.timestamp, event.sequence)
-    for timestamp, sequence, event_id in markers:
-        if event_id == last_id and timestamp == since:
-            return (timestamp, sequence)
-    return (since, -1)
