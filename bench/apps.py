@@ -8,8 +8,8 @@ import uuid
 import orjson
 
 from longpoll import LongpollApp, LongpollManager, Options
-from longpoll._http import Receive, Scope, Send
 from longpoll.server import tune_gc
+from longpoll.types import Receive, Scope, Send
 
 
 def memory_app() -> LongpollApp:

@@ -19,7 +19,7 @@ from urllib.parse import parse_qs
 import psutil
 import pytest
 
-from longpoll._http import Receive, Scope, Send
+from longpoll.types import Receive, Scope, Send
 from tests.servers import serve_process, serve_until_crash
 
 ROOT = Path(__file__).resolve().parent.parent

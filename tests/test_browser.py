@@ -26,9 +26,9 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from longpoll import AccessPolicy, BrowserClientHandler, LongpollApp, LongpollManager, Options
-from longpoll._http import Receive, Scope, Send
 from longpoll.browser import client_script
 from longpoll.tokens import issue
+from longpoll.types import Receive, Scope, Send
 from tests.servers import http_client, serve_app, serve_until_crash, wait_for_waiters
 from tests.test_client_token import TokenGate
 

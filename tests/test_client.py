@@ -31,9 +31,9 @@ from longpoll import (
     ProtocolError,
     ServerError,
 )
-from longpoll._http import Receive, Scope, Send
 from longpoll.client import AsyncClient, Client, Published, ReceivedEvent
 from longpoll.client._core import Backoff, StreamState, make_settings, retried_by_default
+from longpoll.types import Receive, Scope, Send
 from tests.servers import RunningServer, serve_app, serve_until_crash, wait_for_waiters
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -23,9 +23,9 @@ import orjson
 import pytest
 
 from longpoll import ClientError, InvalidRequest, LongpollApp, LongpollManager, ServerError
-from longpoll._http import Message, Receive, Scope, Send
 from longpoll.client import AsyncClient, Client, ReceivedEvent
 from longpoll.client._core import make_settings, retried_by_default
+from longpoll.types import Message, Receive, Scope, Send
 from tests.servers import RunningServer, serve_app, wait_for_waiters
 
 FAST = {"poll_timeout_seconds": 1, "retry_wait_seconds": 0.02, "max_retry_wait_seconds": 0.1}

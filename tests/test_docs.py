@@ -31,6 +31,7 @@ EXPORTING = [
     "longpoll.access",
     "longpoll.addons",
     "longpoll.backends",
+    "longpoll.types",
 ]
 # Modules without `__all__`: their public names are the classes and functions they
 # define whose names do not start with "_".
@@ -53,7 +54,7 @@ REFERENCED = {
         "check_secret",
         "MIN_SECRET_BYTES",
     ],
-    "longpoll.limits": ["ClientLimits"],
+    "longpoll.limits": ["ClientLimits", "ClientCounts"],
     "longpoll.metrics": ["Metrics", "multiprocess", "LATENCY_BUCKETS", "FLUSH_SECONDS"],
     "longpoll.backends.redis": ["RedisBackend"],
 }

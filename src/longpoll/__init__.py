@@ -17,6 +17,7 @@ from longpoll.errors import (
     PersistenceFailed,
     ProtocolError,
     ServerError,
+    StoreFull,
 )
 from longpoll.event import Event
 from longpoll.manager import LongpollManager, ManagerStats
@@ -53,6 +54,7 @@ __all__ = [
     "PublishHandler",
     "Request",
     "ServerError",
+    "StoreFull",
     "SubscribeHandler",
     "Subscription",
     "__version__",

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from collections.abc import Callable
 
 from longpoll._api import (
     BODILESS_STATUSES,
@@ -15,12 +14,7 @@ from longpoll._api import (
     declared_too_large,
     response_for,
 )
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+from longpoll.types import Receive, Scope, Send
 
 
 def scope_path(scope: Scope) -> str:

@@ -33,10 +33,6 @@ from longpoll._api import (
     published_body,
 )
 from longpoll._http import (
-    Message,
-    Receive,
-    Scope,
-    Send,
     error_answer,
     read_body,
     request_of,
@@ -53,6 +49,7 @@ from longpoll.limits import ClientCounts, ClientLimits
 from longpoll.manager import LongpollManager
 from longpoll.metrics import Metrics
 from longpoll.subscription import Subscription, parse_subscription
+from longpoll.types import Message, Receive, Scope, Send
 from longpoll.waiting import Batch
 
 logger = logging.getLogger("longpoll.asgi")

@@ -18,7 +18,8 @@ from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
 
 from longpoll._api import READ_METHODS, Request, Response, check_method
-from longpoll._http import Receive, Scope, Send, send_answer
+from longpoll._http import send_answer
+from longpoll.types import Receive, Scope, Send
 
 # What turns the classic script into the ES module.
 MODULE_EXPORTS = b"""
