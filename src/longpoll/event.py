@@ -151,12 +151,12 @@ class Event:
 
     def to_dict(self) -> dict[str, Any]:
         """The event as the JSON object clients receive."""
-        return {
-            "timestamp": self.timestamp,
-            "category": self.category,
-            "data": self.data,
-            "id": str(self.id),
-        }
+        return wire_dict(self.timestamp, self.category, self.data, self.id)
+
+
+def wire_dict(timestamp: int, category: str, data: Any, event_id: uuid.UUID) -> dict[str, Any]:
+    """An event as the JSON object of the wire protocol."""
+    return {"timestamp": timestamp, "category": category, "data": data, "id": str(event_id)}
 
 
 class _RandomIds:

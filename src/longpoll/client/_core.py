@@ -30,7 +30,7 @@ from longpoll.errors import (
     ProtocolError,
     ServerError,
 )
-from longpoll.event import check_category, encode_data
+from longpoll.event import check_category, encode_data, wire_dict
 
 logger = logging.getLogger("longpoll.client")
 
@@ -82,12 +82,7 @@ class ReceivedEvent:
 
     def to_dict(self) -> dict[str, Any]:
         """The event as the JSON object the server sent (without `after_gap`)."""
-        return {
-            "timestamp": self.timestamp,
-            "category": self.category,
-            "data": self.data,
-            "id": str(self.id),
-        }
+        return wire_dict(self.timestamp, self.category, self.data, self.id)
 
 
 @dataclass(frozen=True, slots=True)
