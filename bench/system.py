@@ -9,6 +9,8 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from longpoll.server import raise_file_limit
+
 T = TypeVar("T")
 
 
@@ -37,15 +39,8 @@ class FdLimit:
 
 def raise_fd_limit(wanted: int) -> FdLimit:
     """Raise RLIMIT_NOFILE's soft limit as far as the hard limit allows."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = hard if hard != resource.RLIM_INFINITY else max(soft, wanted)
-    if soft < target:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            soft = target
-        except (ValueError, OSError):
-            pass
-    return FdLimit(soft=soft, hard=hard, wanted=wanted)
+    soft = raise_file_limit(wanted)
+    return FdLimit(soft=soft, hard=resource.getrlimit(resource.RLIMIT_NOFILE)[1], wanted=wanted)
 
 
 def pin(cores: tuple[int, ...] | None) -> None:

@@ -265,6 +265,20 @@ async def serve(
             loop.remove_signal_handler(sig)
 
 
+def raise_file_limit(wanted: int) -> int:
+    """Raise this process's soft limit of open files to the hard limit (to `wanted`
+    where there is no hard limit); return the soft limit then in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, wanted)
+    if soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as exc:
+            logger.warning("could not raise the limit of open files from %d: %s", soft, exc)
+    return soft
+
+
 def fit_to_file_limit(limits: ServerLimits) -> ServerLimits:
     """Raise this process's limit of open files to the most allowed, and lower
     `limits.max_connections` to what that limit can hold (with a warning).
@@ -273,14 +287,7 @@ def fit_to_file_limit(limits: ServerLimits) -> ServerLimits:
     sees them, so that clients get no answer and nothing is logged; within it they
     get the 503 of `max_connections`.
     """
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = hard if hard != resource.RLIM_INFINITY else max(soft, _MOST_FILES)
-    if soft < wanted:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-            soft = wanted
-        except (ValueError, OSError) as exc:
-            logger.warning("could not raise the limit of open files from %d: %s", soft, exc)
+    soft = raise_file_limit(_MOST_FILES)
     room = max(1, soft - _SPARE_FILES)
     if room < limits.max_connections:
         logger.warning(
