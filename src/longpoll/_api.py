@@ -47,7 +47,16 @@ class Request:
     `AccessPolicy` hook may ask for it, else None.
     """
 
-    __slots__ = ("_origin", "body", "client", "headers", "method", "path", "query")
+    __slots__ = (
+        "_authorization",
+        "_origin",
+        "body",
+        "client",
+        "headers",
+        "method",
+        "path",
+        "query",
+    )
 
     def __init__(
         self,
@@ -65,6 +74,11 @@ class Request:
         self.body = body
         self.client = client
         self._origin: bytes | object | None = _UNREAD
+        self._authorization: bytes | object | None = _UNREAD
+
+    def known(self, origin: bytes | None, authorization: bytes | None) -> None:
+        """Set what `origin` and `authorization` are, found while the headers were read."""
+        self._origin, self._authorization = origin, authorization
 
     @property
     def origin(self) -> bytes | None:
@@ -73,6 +87,14 @@ class Request:
         if origin is _UNREAD:
             origin = self._origin = self.header(b"origin")
         return origin  # type: ignore[return-value]
+
+    @property
+    def authorization(self) -> bytes | None:
+        """The `Authorization` header, if any."""
+        value = self._authorization
+        if value is _UNREAD:
+            value = self._authorization = self.header(b"authorization")
+        return value  # type: ignore[return-value]
 
     def header(self, name: bytes) -> bytes | None:
         """The first value of header `name` (lower case), if any."""

@@ -115,6 +115,7 @@ class HttpConnection(asyncio.Protocol):
     """Serves the requests of one client connection (see the module docstring)."""
 
     __slots__ = (
+        "_authorization",
         "_body",
         "_body_size",
         "_busy",
@@ -131,6 +132,7 @@ class HttpConnection(asyncio.Protocol):
         "_in_head",
         "_keep_alive",
         "_logged",
+        "_origin",
         "_parser",
         "_paused",
         "_pending_timeout",
@@ -151,6 +153,9 @@ class HttpConnection(asyncio.Protocol):
         self._parser = httptools.HttpRequestParser(self)
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
+        # Of the request being read: its Origin and Authorization headers.
+        self._origin: bytes | None = None
+        self._authorization: bytes | None = None
         self._head_bytes = 0  # bytes fed while a head is read (checked in pieces)
         self._header_bytes = 0  # bytes of the header lines parsed
         self._in_head = False
@@ -314,8 +319,9 @@ class HttpConnection(asyncio.Protocol):
         assert self is not None
         self._in_head = False
         self._request_keep_alive = self._parser.should_keep_alive()
-        length = None
+        length = origin = authorization = None
         chunked = expect = False
+        # The headers the server reads, found in one pass; the access policy reads two.
         for name, value in self._headers:
             if name == b"content-length":
                 length = value
@@ -323,6 +329,11 @@ class HttpConnection(asyncio.Protocol):
                 chunked = True
             elif name == b"expect":
                 expect = value.lower() == b"100-continue"
+            elif name == b"origin":
+                origin = value if origin is None else origin
+            elif name == b"authorization":
+                authorization = value if authorization is None else authorization
+        self._origin, self._authorization = origin, authorization
         if length is None and not chunked:
             self._pending_timeout = 0.0
             self._clear_deadline()
@@ -365,6 +376,7 @@ class HttpConnection(asyncio.Protocol):
         body = b"".join(self._body) if self._body else b""
         self._body = None
         request = Request(method, path, query, self._headers, body)
+        request.known(self._origin, self._authorization)
         self._headers = _NO_HEADERS  # a new list comes with the next message
         if self._busy:
             queue = self._queue

@@ -215,7 +215,7 @@ def _bearer(request: Request) -> str | None:
 
 
 def _bearer_bytes(request: Request) -> bytes | None:
-    value = request.header(b"authorization")
+    value = request.authorization
     if value is None or value[:7].lower() != b"bearer ":
         return None
     return value[7:].strip() or None
@@ -231,7 +231,7 @@ def _query_token(query: bytes) -> str | None:
 
 
 def _check_bearer(request: Request, expected: bytes, what: str) -> None:
-    value = request.header(b"authorization")
+    value = request.authorization
     if value is not None and value[:7] == b"Bearer " and hmac.compare_digest(value[7:], expected):
         return  # the usual form, checked without taking it apart
     token = _bearer_bytes(request)
