@@ -95,7 +95,9 @@ class MemoryBackend(Backend):
         self._ttl_ms: int | None = None
         self._notify: Callable[[Event], None] = lambda event: None
         self._purge_task: asyncio.Task[None] | None = None
-        self._bytes = 0  # of the buffered events' JSON
+        # The buffered events, and the bytes of their JSON.
+        self._buffered = 0
+        self._bytes = 0
         self._max_bytes: int | None = None
         self._max_categories: int | None = None
         # With a byte bound: every event buffered, oldest first, across categories;
@@ -169,9 +171,10 @@ class MemoryBackend(Backend):
             self._expire(category, now)
         if len(category.events) >= self._max_size:
             category.evicted = dropped = category.events.popleft()
-            self._bytes -= len(dropped.json)
+            self._left(dropped)
             self.counts.dropped_for_size += 1
         category.events.append(event)
+        self._buffered += 1
         self._bytes += len(event.json)
         if self._max_bytes is not None:
             self._oldest_first.append(event)
@@ -234,7 +237,7 @@ class MemoryBackend(Backend):
             for index, stored in enumerate(category.events):
                 if stored is event:
                     del category.events[index]
-                    self._bytes -= len(event.json)
+                    self._left(event)
                     break
             self._forget_if_empty(event.category, category, now)
         return True
@@ -248,10 +251,16 @@ class MemoryBackend(Backend):
         return self._last_timestamp
 
     async def stats(self) -> BackendStats:
-        buffered = sum(len(category.events) for category in self._categories.values())
         return BackendStats(
-            categories=len(self._categories), buffered_events=buffered, buffered_bytes=self._bytes
+            categories=len(self._categories),
+            buffered_events=self._buffered,
+            buffered_bytes=self._bytes,
         )
+
+    def _left(self, event: Event) -> None:
+        """Account for `event` leaving the buffers."""
+        self._buffered -= 1
+        self._bytes -= len(event.json)
 
     def _drop_oldest(self) -> None:
         """Drop the oldest events, whatever their category, until the bytes fit."""
@@ -263,11 +272,10 @@ class MemoryBackend(Backend):
             if category is None or not category.events or category.events[0] is not event:
                 continue  # it left already (for size, age, or after its first retrieval)
             category.evicted = category.events.popleft()
-            self._bytes -= len(event.json)
+            self._left(event)
             self.counts.dropped_for_size += 1
         # Events that left otherwise linger here: rebuild once they are most of it.
-        buffered = sum(len(category.events) for category in self._categories.values())
-        if len(oldest_first) > 2 * buffered + 1024:
+        if len(oldest_first) > 2 * self._buffered + 1024:
             everything = [e for category in self._categories.values() for e in category.events]
             everything.sort(key=_position)
             self._oldest_first = deque(everything)
@@ -295,7 +303,7 @@ class MemoryBackend(Backend):
         events = category.events
         while events and self._is_expired(events[0], now):
             category.evicted = dropped = events.popleft()
-            self._bytes -= len(dropped.json)
+            self._left(dropped)
             self.counts.expired += 1
 
     def _forget_if_empty(self, name: str, category: _Category, now: int) -> None:
