@@ -503,7 +503,7 @@ class HttpConnection(asyncio.Protocol):
             '%s "%s %s" %d %d %.1f ms%s',
             self._host or "-",
             method,
-            path,
+            _loggable(path),
             response.status,
             len(response.body),
             (time.monotonic() - arrived) * 1000,
@@ -741,6 +741,14 @@ async def _publish_once_allowed(
     await deciding
     stored = manager.publish_nowait(category, data, data_json)
     return Response(200, published_body(stored if isinstance(stored, Event) else await stored))
+
+
+def _loggable(path: str) -> str:
+    """`path` for a log line: control characters and quotes escaped (a decoded path may
+    hold a newline that would forge a line), at most 1,000 characters."""
+    if not path.isprintable() or '"' in path or "\\" in path:
+        path = repr(path)[1:-1].replace('"', '\\"')
+    return path if len(path) <= 1000 else path[:1000] + "..."
 
 
 def _head_lines(headers: Headers) -> bytes:
