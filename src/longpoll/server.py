@@ -290,7 +290,10 @@ def fit_to_file_limit(limits: ServerLimits) -> ServerLimits:
     soft = raise_file_limit(_MOST_FILES)
     room = max(1, soft - _SPARE_FILES)
     if room < limits.max_connections:
-        logger.warning(
+        # Worth a warning when it takes a real share away, not the few files kept spare.
+        level = logging.WARNING if room < 0.9 * limits.max_connections else logging.INFO
+        logger.log(
+            level,
             "the limit of open files (%d) holds %d connections: --max-connections lowered "
             "from %d (raise the hard limit, e.g. LimitNOFILE= in a systemd unit)",
             soft,
