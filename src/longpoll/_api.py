@@ -229,6 +229,8 @@ class Endpoint(enum.Enum):
     """What a path serves."""
 
     SUBSCRIBE = "subscribe"
+    STREAM = "stream"
+    """Subscribe with Server-Sent Events whatever the request accepts."""
     PUBLISH = "publish"
     STATS = "stats"
     HEALTH = "health"

@@ -31,6 +31,7 @@ from longpoll._api import (
     JSON_HEADERS,
     OPERATIONS,
     PUBLISH_METHODS,
+    SHUTTING_DOWN,
     SUBSCRIBE_METHODS,
     Endpoint,
     Headers,
@@ -47,6 +48,14 @@ from longpoll._api import (
     response_for,
 )
 from longpoll.event import Event
+from longpoll.sse import (
+    HEARTBEAT,
+    OPENING,
+    STREAM_HEADERS,
+    batch_frames,
+    stream_subscription,
+    wants_stream,
+)
 from longpoll.subscription import Subscription, parse_subscription
 from longpoll.waiting import Batch, Waiter
 
@@ -66,6 +75,7 @@ _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _LINGER_SECONDS = 2.0
 # Module names for the members: an enum member looked up on its class costs a call.
 _SUBSCRIBE, _PUBLISH, _CLIENT = Endpoint.SUBSCRIBE, Endpoint.PUBLISH, Endpoint.CLIENT
+_STREAM = Endpoint.STREAM
 _METHODS = {"subscribe": SUBSCRIBE_METHODS, "publish": PUBLISH_METHODS}
 _JSON_HEAD = b"".join(b"%b: %b\r\n" % header for header in JSON_HEADERS)
 
@@ -111,6 +121,27 @@ class _Subscriber(Waiter):
         self.connection.answer_error(self, error)
 
 
+class _Stream(Waiter):
+    """A subscriber holding a Server-Sent Events stream on a connection."""
+
+    stays = True
+    __slots__ = ("announce", "connection", "opened")
+
+    def __init__(
+        self, categories: tuple[str, ...], connection: HttpConnection, announce: bool
+    ) -> None:
+        super().__init__(categories)
+        self.connection = connection
+        self.announce = announce  # it started without a position: send the one it gets
+        self.opened = False  # the response head is written
+
+    def complete(self, batch: Batch) -> None:
+        self.connection.stream_batch(self, batch)
+
+    def fail(self, error: Exception) -> None:
+        self.connection.stream_failed(self, error)
+
+
 class HttpConnection(asyncio.Protocol):
     """Serves the requests of one client connection (see the module docstring)."""
 
@@ -140,6 +171,7 @@ class HttpConnection(asyncio.Protocol):
         "_request_keep_alive",
         "_server",
         "_started",
+        "_streaming",
         "_tick",
         "_transport",
         "_url",
@@ -171,7 +203,10 @@ class HttpConnection(asyncio.Protocol):
         # When the request being answered began to wait (time.monotonic), or 0 while
         # it is answered at once: such answers count as taking no time in the metrics.
         self._started = 0.0
-        self._waiter: _Subscriber | None = None
+        self._waiter: _Subscriber | _Stream | None = None
+        # A stream is open: the connection serves it alone until it ends (chunked
+        # for HTTP/1.1, else until the connection closes).
+        self._streaming: bool | None = None
         self._waiting_counted = False  # the waiter counts among its client's (limits)
         # With the access log: the method, path and arrival of the request answered.
         self._logged: tuple[str, str, float] | None = None
@@ -224,8 +259,8 @@ class HttpConnection(asyncio.Protocol):
         return False
 
     def data_received(self, data: bytes) -> None:
-        if self._closed:
-            return
+        if self._closed or self._streaming is not None:
+            return  # nothing more is read from a stream's client
         try:
             self._feed(data)
         except httptools.HttpParserCallbackError as exc:
@@ -409,7 +444,9 @@ class HttpConnection(asyncio.Protocol):
         app = self._server.app
         endpoint = self._endpoint = app.routes.endpoint(request.path)
         if endpoint is _SUBSCRIBE:
-            self._dispatch_subscribe(app, request)
+            self._dispatch_subscribe(app, request, wants_stream(request))
+        elif endpoint is _STREAM:
+            self._dispatch_subscribe(app, request, True)
         elif endpoint is _PUBLISH:
             self._dispatch_publish(app, request)
         elif endpoint in OPERATIONS:
@@ -429,7 +466,7 @@ class HttpConnection(asyncio.Protocol):
         check_method(request.method, *_METHODS[action])
         return True
 
-    def _dispatch_subscribe(self, app: LongpollApp, request: Request) -> None:
+    def _dispatch_subscribe(self, app: LongpollApp, request: Request, stream: bool) -> None:
         access = app.access
         if not self._opens(access, request, "subscribe"):
             return
@@ -438,21 +475,30 @@ class HttpConnection(asyncio.Protocol):
             request.query,
             options.max_longpoll_timeout_seconds,
             options.max_categories_per_request,
+            stream,
         )
+        if stream:
+            subscription = stream_subscription(request, subscription)
         if access.wants_client:
             request.client = self._client()
         deciding = access.check(request, "subscribe", subscription.categories)
         if deciding is None:
-            self._subscribe(app, subscription)
+            self._subscribe(app, subscription, stream)
         else:
-            self._spawn(self._subscribe_once_allowed(app, subscription, deciding))
+            self._spawn(self._subscribe_once_allowed(app, subscription, stream, deciding))
 
-    def _subscribe(self, app: LongpollApp, subscription: Subscription) -> None:
+    def _subscribe(self, app: LongpollApp, subscription: Subscription, stream: bool) -> None:
         if app.client_counts is not None:
             app.client_counts.begin_wait(self._host)
             self._waiting_counted = True
-        waiter = self._waiter = _Subscriber(subscription.categories, self)
-        reading = app.manager.start_wait(subscription, waiter)
+        waiter: _Subscriber | _Stream
+        if stream:
+            announce = subscription.since_time is None
+            waiter = self._waiter = _Stream(subscription.categories, self, announce)
+            reading = app.manager.start_stream(subscription, waiter)
+        else:
+            waiter = self._waiter = _Subscriber(subscription.categories, self)
+            reading = app.manager.start_wait(subscription, waiter)
         if reading is not None:
             self._spawn(self._finish_read(waiter, reading))
         elif self._waiter is waiter and not self._started:
@@ -465,12 +511,16 @@ class HttpConnection(asyncio.Protocol):
         self._server.spawn(work)
 
     async def _subscribe_once_allowed(
-        self, app: LongpollApp, subscription: Subscription, deciding: Awaitable[None]
+        self,
+        app: LongpollApp,
+        subscription: Subscription,
+        stream: bool,
+        deciding: Awaitable[None],
     ) -> None:
         try:
             await deciding
             if not self._closed:
-                self._subscribe(app, subscription)
+                self._subscribe(app, subscription, stream)
         except Exception as exc:
             self._waiter = None
             self._respond(self._error_response(exc))
@@ -495,7 +545,7 @@ class HttpConnection(asyncio.Protocol):
         else:
             self._spawn(self._finish(_published_response(stored)))
 
-    def _log_access(self, response: Response, waited: bool) -> None:
+    def _log_access(self, status: int, size: int, note: str = "") -> None:
         assert self._logged is not None
         method, path, arrived = self._logged
         self._logged = None
@@ -504,10 +554,10 @@ class HttpConnection(asyncio.Protocol):
             self._host or "-",
             method,
             _loggable(path),
-            response.status,
-            len(response.body),
+            status,
+            size,
             (time.monotonic() - arrived) * 1000,
-            " (waited for events)" if waited and self._endpoint is _SUBSCRIBE else "",
+            f" ({note})" if note else "",
         )
 
     def _end_wait(self) -> None:
@@ -522,11 +572,11 @@ class HttpConnection(asyncio.Protocol):
         peer = self._transport.get_extra_info("peername") if self._transport else None
         return (peer[0], peer[1]) if isinstance(peer, tuple) else None
 
-    async def _finish_read(self, waiter: _Subscriber, reading: Awaitable[None]) -> None:
+    async def _finish_read(self, waiter: _Subscriber | _Stream, reading: Awaitable[None]) -> None:
         try:
             await reading
         except Exception as exc:
-            self.answer_error(waiter, exc)
+            waiter.fail(exc)
 
     async def _finish(self, answering: Awaitable[Response]) -> None:
         try:
@@ -547,11 +597,92 @@ class HttpConnection(asyncio.Protocol):
         if acknowledging is not None:
             self._server.spawn(acknowledging)
 
-    def answer_error(self, waiter: _Subscriber, error: Exception) -> None:
+    def answer_error(self, waiter: _Subscriber | _Stream, error: Exception) -> None:
         """Answer the waiting subscriber `waiter` with an error of the backend."""
         if waiter is self._waiter:
             self._waiter = None
             self._respond(self._error_response(error))
+
+    # Streams
+
+    def stream_batch(self, stream: _Stream, batch: Batch) -> None:
+        """Write `batch` down the stream (called by the fan-out); the first batch
+        opens it, a closing one ends it."""
+        transport = self._transport
+        if stream is not self._waiter or transport is None or self._closed:
+            return
+        if not stream.opened:
+            if batch.closing:
+                self._waiter = None
+                self._respond(error_response(503, SHUTTING_DOWN))
+                return
+            stream.opened = True
+            self._open_stream(transport, OPENING + batch_frames(batch, stream.announce))
+        elif batch.closing:
+            self._end_stream()
+            return
+        else:
+            self._write_chunk(transport, batch_frames(batch))
+        if transport.get_write_buffer_size() > self._server.limits.write_high_water_bytes:
+            self._cut_stream()  # the client does not read: no more memory for it
+            return
+        if batch.events:
+            acknowledging = self._server.app.manager.acknowledge_nowait(batch)
+            if acknowledging is not None:
+                self._server.spawn(acknowledging)
+
+    def stream_failed(self, stream: _Stream, error: Exception) -> None:
+        """End the stream on an error of the backend; before it opened, answer it."""
+        if stream is not self._waiter:
+            return
+        if stream.opened:
+            self._end_stream()
+        else:
+            self.answer_error(stream, error)
+
+    def _open_stream(self, transport: asyncio.Transport, first: bytes) -> None:
+        server = self._server
+        head = _STREAM_HEAD
+        if self._extra:
+            head += _head_lines(self._extra)
+            self._extra = ()
+        chunked = self._parser.get_http_version() == "1.1"
+        self._streaming = chunked
+        if chunked:
+            head += b"transfer-encoding: chunked\r\n"
+            first = b"%x\r\n%b\r\n" % (len(first), first)
+        else:
+            head += b"connection: close\r\n"
+        date = DATE_LINE.get(time.time())
+        transport.write(b"%b%b%b\r\n%b" % (_status_line(200), date, head, first))
+        server.requests.answered(self._endpoint, 200, 0.0)
+        if self._logged is not None:
+            self._log_access(200, 0, "stream")
+        self._set_deadline(server.app.stream_heartbeat_seconds)
+
+    def _write_chunk(self, transport: asyncio.Transport, payload: bytes) -> None:
+        if self._streaming:
+            transport.write(b"%x\r\n%b\r\n" % (len(payload), payload))
+        else:
+            transport.write(payload)
+
+    def _end_stream(self) -> None:
+        """End the stream cleanly (the server is shutting down, or its backend failed)."""
+        self._forget_waiter()
+        transport = self._transport
+        if transport is not None and not self._closed and self._streaming:
+            transport.write(b"0\r\n\r\n")
+        self._linger()
+
+    def _cut_stream(self) -> None:
+        self._forget_waiter()
+        self._close(abort=True)
+
+    def _forget_waiter(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            self._server.app.manager.forget(waiter)
 
     def _error_response(self, error: Exception) -> Response:
         response = response_for(error)
@@ -581,7 +712,9 @@ class HttpConnection(asyncio.Protocol):
             self._endpoint, response.status, time.monotonic() - started if started else 0.0
         )
         if self._logged is not None:
-            self._log_access(response, waited=bool(started))
+            waited = started and self._endpoint is _SUBSCRIBE
+            note = "waited for events" if waited else ""
+            self._log_access(response.status, len(response.body), note)
         if not keep_alive:
             self._linger()
             return True
@@ -712,6 +845,10 @@ class HttpConnection(asyncio.Protocol):
             if self._transport is not None:
                 self._transport.abort()  # lingering, and the client has not left yet
             return
+        if self._streaming is not None and self._transport is not None:
+            self._write_chunk(self._transport, HEARTBEAT)
+            self._set_deadline(self._server.app.stream_heartbeat_seconds)
+            return
         if self._in_head or self._body is not None:
             self._refuse(408, "request did not arrive in time")
         else:
@@ -749,6 +886,9 @@ def _loggable(path: str) -> str:
     if not path.isprintable() or '"' in path or "\\" in path:
         path = repr(path)[1:-1].replace('"', '\\"')
     return path if len(path) <= 1000 else path[:1000] + "..."
+
+
+_STREAM_HEAD = b"".join(b"%b: %b\r\n" % header for header in STREAM_HEADERS)
 
 
 def _head_lines(headers: Headers) -> bytes:

@@ -8,9 +8,10 @@ framework. `longpoll serve` runs the same API on longpoll's own HTTP/1.1 server
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import orjson
 
@@ -21,6 +22,7 @@ from longpoll._api import (
     SHUTTING_DOWN,
     SUBSCRIBE_METHODS,
     Endpoint,
+    Headers,
     HttpError,
     Request,
     Response,
@@ -32,6 +34,7 @@ from longpoll._api import (
     parse_publish_body,
     published_body,
 )
+from longpoll._asgi_stream import serve_stream
 from longpoll._http import (
     error_answer,
     read_body,
@@ -48,6 +51,7 @@ from longpoll.event import Event
 from longpoll.limits import ClientCounts, ClientLimits
 from longpoll.manager import LongpollManager
 from longpoll.metrics import Metrics
+from longpoll.sse import stream_subscription, wants_stream
 from longpoll.subscription import Subscription, parse_subscription
 from longpoll.types import Message, Receive, Scope, Send
 from longpoll.waiting import Batch
@@ -57,6 +61,11 @@ logger = logging.getLogger("longpoll.asgi")
 
 class SubscribeHandler:
     """ASGI app answering `GET ?category=...&timeout=...` with events or a timeout.
+
+    A request that accepts `text/event-stream` gets a Server-Sent Events stream
+    instead (`longpoll.sse`); with `always_stream`, every request does. A stream
+    sends a comment every `stream_heartbeat_seconds` and ends once its client
+    falls `max_unsent_bytes` behind.
 
     Mount it at any path; the manager must be running (see `LongpollApp`).
     `access` decides who may subscribe (default: `AccessPolicy()`, which refuses
@@ -69,10 +78,17 @@ class SubscribeHandler:
         *,
         access: AccessPolicy | None = None,
         client_counts: ClientCounts | None = None,
+        always_stream: bool = False,
+        stream_heartbeat_seconds: float = 15.0,
+        max_unsent_bytes: int = 1024 * 1024,
     ) -> None:
+        check_seconds("stream_heartbeat_seconds", stream_heartbeat_seconds)
         self.manager = manager
         self.access = access if access is not None else AccessPolicy()
         self.client_counts = client_counts
+        self.always_stream = always_stream
+        self.stream_heartbeat_seconds = stream_heartbeat_seconds
+        self.max_unsent_bytes = max_unsent_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         manager = self.manager
@@ -91,14 +107,21 @@ class SubscribeHandler:
                 await send_response(send, self.access.preflight(request, "subscribe"))
                 return
             check_method(request.method, *SUBSCRIBE_METHODS)
+            stream = self.always_stream or wants_stream(request)
             subscription = parse_subscription(
                 request.query,
                 options.max_longpoll_timeout_seconds,
                 options.max_categories_per_request,
+                stream,
             )
+            if stream:
+                subscription = stream_subscription(request, subscription)
             deciding = self.access.check(request, "subscribe", subscription.categories)
             if deciding is not None:
                 await deciding
+            if stream:
+                await self._stream(request, subscription, receive, send, cors)
+                return
             batch = await self._wait(request, subscription, watch_disconnect)
         except Exception as exc:
             if watcher is not None:
@@ -117,21 +140,47 @@ class SubscribeHandler:
         if delivered:
             await manager.acknowledge(batch)
 
+    async def _stream(
+        self,
+        request: Request,
+        subscription: Subscription,
+        receive: Receive,
+        send: Send,
+        cors: Headers,
+    ) -> None:
+        with self._counted_wait(request):
+            await serve_stream(
+                self.manager,
+                subscription,
+                receive,
+                send,
+                extra_headers=cors,
+                heartbeat_seconds=self.stream_heartbeat_seconds,
+                max_unsent_bytes=self.max_unsent_bytes,
+            )
+
+    @contextlib.contextmanager
+    def _counted_wait(self, request: Request) -> Iterator[None]:
+        """Count the request among its client's waiting ones (limits) meanwhile."""
+        counts = self.client_counts
+        if counts is None:
+            yield
+            return
+        host = None if request.client is None else request.client[0]
+        counts.begin_wait(host)
+        try:
+            yield
+        finally:
+            counts.end_wait(host)
+
     async def _wait(
         self,
         request: Request,
         subscription: Subscription,
         watch_disconnect: Callable[[], asyncio.Task[None]],
     ) -> Batch:
-        counts = self.client_counts
-        if counts is None:
+        with self._counted_wait(request):
             return await self.manager.wait_checked(subscription, watch_disconnect)
-        host = None if request.client is None else request.client[0]
-        counts.begin_wait(host)
-        try:
-            return await self.manager.wait_checked(subscription, watch_disconnect)
-        finally:
-            counts.end_wait(host)
 
 
 class PublishHandler:
@@ -195,7 +244,10 @@ class LongpollApp:
     in `.js` also has its ES module form at the same path ending in `.mjs`.
     `access` decides who may subscribe and publish (default: `AccessPolicy()`,
     which refuses pages of other origins); `client_limits` bounds what one client
-    address may do. `longpoll serve` runs this app on longpoll's own HTTP/1.1 server.
+    address may do. A subscribe request that accepts `text/event-stream` gets a
+    Server-Sent Events stream, as does every request to `stream_path`; a stream
+    sends a comment every `stream_heartbeat_seconds` to keep proxies from
+    closing it. `longpoll serve` runs this app on longpoll's own HTTP/1.1 server.
     """
 
     def __init__(
@@ -203,6 +255,7 @@ class LongpollApp:
         manager: LongpollManager,
         *,
         subscribe_path: str = "/events",
+        stream_path: str | None = None,
         publish_path: str | None = "/publish",
         stats_path: str | None = "/stats",
         health_path: str | None = "/healthz",
@@ -210,9 +263,11 @@ class LongpollApp:
         metrics_path: str | None = "/metrics",
         client_path: str | None = "/longpoll.js",
         body_timeout_seconds: float = 30.0,
+        stream_heartbeat_seconds: float = 15.0,
         access: AccessPolicy | None = None,
         client_limits: ClientLimits | None = None,
     ) -> None:
+        check_seconds("stream_heartbeat_seconds", stream_heartbeat_seconds)
         self.manager = manager
         self.access = access if access is not None else AccessPolicy()
         self.client_counts = (
@@ -221,6 +276,8 @@ class LongpollApp:
             else None
         )
         self.subscribe_path = subscribe_path
+        self.stream_path = stream_path
+        self.stream_heartbeat_seconds = stream_heartbeat_seconds
         self.publish_path = publish_path
         self.stats_path = stats_path
         self.client_path = client_path
@@ -228,6 +285,7 @@ class LongpollApp:
         self.routes = Routes(
             {
                 Endpoint.SUBSCRIBE: subscribe_path,
+                Endpoint.STREAM: stream_path,
                 Endpoint.PUBLISH: publish_path,
                 Endpoint.STATS: stats_path,
                 Endpoint.HEALTH: health_path,
@@ -236,8 +294,15 @@ class LongpollApp:
                 Endpoint.CLIENT: client_path,
             }
         )
-        self._subscribe = SubscribeHandler(
-            manager, access=self.access, client_counts=self.client_counts
+        self._subscribe, self._stream = (
+            SubscribeHandler(
+                manager,
+                access=self.access,
+                client_counts=self.client_counts,
+                always_stream=always_stream,
+                stream_heartbeat_seconds=stream_heartbeat_seconds,
+            )
+            for always_stream in (False, True)
         )
         self._publish = PublishHandler(
             manager,
@@ -283,6 +348,8 @@ class LongpollApp:
     async def _serve(self, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send) -> None:
         if endpoint is Endpoint.SUBSCRIBE:
             await self._subscribe(scope, receive, send)
+        elif endpoint is Endpoint.STREAM:
+            await self._stream(scope, receive, send)
         elif endpoint is Endpoint.PUBLISH:
             await self._publish(scope, receive, send)
         elif endpoint in OPERATIONS:

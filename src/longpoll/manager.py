@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import logging
 from collections.abc import AsyncIterable, Awaitable, Callable, Coroutine
@@ -287,6 +288,66 @@ class LongpollManager:
         self._settle(subscription, waiter, found)
         return None
 
+    def start_stream(
+        self, subscription: Subscription, waiter: Waiter
+    ) -> Coroutine[Any, Any, None] | None:
+        """Start a stream: `waiter` (one that `stays`) gets every event after the
+        subscription's position, batch by batch, until it is forgotten or the
+        manager shuts down (a closing batch).
+
+        Its first batch comes at once: the buffered events after the position, or
+        none; `missed` says there is a gap before them. A subscription without
+        `since_time` starts at a safe resume point, the first batch's `timestamp`.
+        Returns None once that is done, or a coroutine that finishes it (an error
+        it raises means the stream never started), as `start_wait` does.
+        """
+        if not waiter.stays:
+            raise TypeError("a stream needs a waiter that stays registered")
+        self._check_running()
+        if subscription.since_time is None:
+            point = self._backend.resume_point_nowait()
+            if point is None:
+                return self._stream_from_resume_point(subscription, waiter)
+            subscription = dataclasses.replace(subscription, since_time=point)
+        found = self._backend.read_nowait(subscription)
+        if found is None:
+            waiter.reading = True
+            self._waiters.add(waiter, None)
+            return self._read_then_stream(subscription, waiter)
+        self._open_stream(subscription, waiter, found)
+        return None
+
+    async def _stream_from_resume_point(self, subscription: Subscription, waiter: Waiter) -> None:
+        point = await self._backend.resume_point()
+        starting = self.start_stream(dataclasses.replace(subscription, since_time=point), waiter)
+        if starting is not None:
+            await starting
+
+    async def _read_then_stream(self, subscription: Subscription, waiter: Waiter) -> None:
+        try:
+            found = await self._backend.read(subscription)
+        except BaseException:
+            self._waiters.remove(waiter)
+            raise
+        if waiter.tick >= 0:
+            self._open_stream(subscription, waiter, found)
+
+    def _open_stream(self, subscription: Subscription, waiter: Waiter, found: ReadResult) -> None:
+        events = found.events
+        position = found.through
+        if events and (position is None or events[-1].position > position):
+            position = events[-1].position
+        waiter.position = position
+        # Registered (and the events held during a read passed on, later) before
+        # the first batch is written: writing may find the client gone.
+        if waiter.reading:
+            self._waiters.arm(waiter, None)
+        else:
+            self._waiters.add(waiter, None)
+        assert subscription.since_time is not None
+        timestamp = events[-1].timestamp if events else subscription.since_time
+        waiter.complete(Batch(events, timestamp, found.missed))
+
     async def _read_then_wait(self, subscription: Subscription, waiter: Waiter) -> None:
         try:
             found = await self._backend.read(subscription)
@@ -314,6 +375,9 @@ class LongpollManager:
 
     def _expire(self, waiter: Waiter, closing: bool) -> None:
         """Answer a waiter whose timeout passed (or that a shutdown ended) with no events."""
+        if waiter.stays:  # a stream has no timeout: the shutdown ends it
+            waiter.complete(Batch([], 0, False, closing))
+            return
         point = self._backend.resume_point_nowait()
         if point is not None:
             waiter.complete(Batch([], point, waiter.missed, closing))

@@ -31,17 +31,18 @@ class Subscription:
         """Raise `InvalidRequest` naming the first bad field, in wire-protocol order."""
         _check_timeout(self.timeout_seconds, max_timeout_seconds)
         _check_categories(self.categories, max_categories)
-        _check_since_time(self.since_time)
+        check_since_time(self.since_time)
         _check_last_id(self.last_id, self.since_time)
 
 
 def parse_subscription(
-    query_string: bytes, max_timeout_seconds: int, max_categories: int
+    query_string: bytes, max_timeout_seconds: int, max_categories: int, stream: bool = False
 ) -> Subscription:
     """Parse and check a subscribe query string, raising `InvalidRequest` when it is bad.
 
     Empty `since_time=` and `last_id=` count as absent, as golongpoll's browser
-    client sends `last_id=` on its first poll.
+    client sends `last_id=` on its first poll. A `stream` (Server-Sent Events)
+    needs no `timeout`: it ends when the client or the server ends it.
     """
     categories: list[str] = []
     timeout_text = since_text = last_id_text = None
@@ -56,7 +57,9 @@ def parse_subscription(
             last_id_text = value if last_id_text is None else last_id_text
 
     if not timeout_text:
-        raise InvalidRequest("timeout is required")
+        if not stream:
+            raise InvalidRequest("timeout is required")
+        timeout_text = str(max_timeout_seconds)
     if not _is_integer(timeout_text):
         raise InvalidRequest("timeout must be a whole number of seconds")
     timeout = _to_int(timeout_text)
@@ -68,7 +71,7 @@ def parse_subscription(
         if not _is_integer(since_text):
             raise InvalidRequest("since_time must be an integer of epoch milliseconds")
         since_time = _to_int(since_text)
-        _check_since_time(since_time)
+        check_since_time(since_time)
 
     last_id: uuid.UUID | None = None
     if last_id_text:
@@ -134,7 +137,8 @@ def _check_categories(categories: tuple[str, ...] | list[str], maximum: int) -> 
         check_category(category)
 
 
-def _check_since_time(since_time: object) -> None:
+def check_since_time(since_time: object) -> None:
+    """Raise `InvalidRequest` unless `since_time` is None or a signed 64-bit integer."""
     if since_time is None:
         return
     if isinstance(since_time, bool) or not isinstance(since_time, int):

@@ -6,9 +6,12 @@ every backend, so that a backend whose wake-ups lag behind its reads (Redis) nev
 sends a subscriber what it already had.
 
 Each waiter is completed once, by the registry: with the events handed to it, at
-its deadline, or at shutdown. Events are gathered until the end of the current loop
-iteration, so a burst goes out in one answer, and the publisher's own answer goes
-out before the fan-out. Removing a waiter (its client left) completes nothing.
+its deadline, or at shutdown. A waiter that `stays` (a stream) is completed with
+every batch instead, and stays registered at the position of its last event until
+it is removed or the shutdown completes it with a closing batch. Events are
+gathered until the end of the current loop iteration, so a burst goes out in one
+answer, and the publisher's own answer goes out before the fan-out. Removing a
+waiter (its client left) completes nothing.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from longpoll.event import Event
 
@@ -48,8 +51,12 @@ class Waiter(ABC):
     """One subscriber waiting for events of one or more categories.
 
     Subclasses say what completing means: `complete` gets the answer, `fail` an
-    error of the backend. Both are called at most once, and only one of them.
+    error of the backend. Both are called at most once, and only one of them
+    (except for a waiter that `stays`, whose `complete` gets every batch).
     """
+
+    stays: ClassVar[bool] = False
+    """True for a stream: it stays registered after each batch (see the module)."""
 
     __slots__ = ("categories", "events", "missed", "position", "reading", "tick")
 
@@ -163,9 +170,10 @@ class WaiterRegistry:
         if timeout_seconds is not None:
             self.arm(waiter, timeout_seconds)
 
-    def arm(self, waiter: Waiter, timeout_seconds: float) -> None:
+    def arm(self, waiter: Waiter, timeout_seconds: float | None) -> None:
         """End the read of a registered waiter: answer it with the events held
-        after its position, if any, and expire it after `timeout_seconds`."""
+        after its position, if any, and expire it after `timeout_seconds` (never
+        with None)."""
         held = waiter.events
         if waiter.reading:
             waiter.reading = False
@@ -174,7 +182,10 @@ class WaiterRegistry:
                 held = waiter.events = [event for event in held if event.position > position]
             if held:
                 self._make_ready(waiter)
-        waiter.tick = self._deadlines.add(waiter, timeout_seconds)
+            elif held is not None:
+                waiter.events = None  # every event held was before its position
+        if timeout_seconds is not None:
+            waiter.tick = self._deadlines.add(waiter, timeout_seconds)
 
     def remove(self, waiter: Waiter) -> bool:
         """Unregister `waiter`; False if it was not registered."""
@@ -219,9 +230,21 @@ class WaiterRegistry:
     def _answer_ready(self) -> None:
         ready, self._ready = self._ready, []
         for waiter in ready:
-            if self.remove(waiter):
+            if waiter.stays:
+                if waiter.tick >= 0:  # not removed meanwhile
+                    self._pass_on(waiter)
+            elif self.remove(waiter):
                 events: Any = waiter.events
                 waiter.complete(Batch(events, events[-1].timestamp, waiter.missed))
+
+    @staticmethod
+    def _pass_on(waiter: Waiter) -> None:
+        """Hand a stream the events held for it; it waits on after the last one."""
+        events: Any = waiter.events
+        waiter.events = None
+        waiter.position = events[-1].position
+        missed, waiter.missed = waiter.missed, False
+        waiter.complete(Batch(events, events[-1].timestamp, missed))
 
     def _expire(self, waiter: Waiter) -> None:
         if self.remove(waiter):
