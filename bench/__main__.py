@@ -19,7 +19,7 @@ from types import FrameType
 from bench import progress
 from bench.credentials import Credentials, refused
 from bench.fanout import run_fanout
-from bench.http import HTTPError
+from bench.http import HTTPError, TargetError, parse_target
 from bench.memory import run_idle_memory
 from bench.options import RunOptions
 from bench.pool import WorkerError
@@ -29,7 +29,6 @@ from bench.report import fanout_table, memory_table, write_json
 from bench.suite_cli import add_suite_parser, main_suite
 from bench.summary import write_report
 from bench.system import parse_cores, pin, raise_fd_limit
-from bench.target import TargetError, parse_target
 
 
 class RunTimeout(Exception):

@@ -13,10 +13,9 @@ import json
 from dataclasses import dataclass
 
 from bench.credentials import NO_CREDENTIALS, Credentials
-from bench.http import BlockingConnection, HTTPError, fetch, post_json_request, subscribe_request
+from bench.http import BlockingConnection, HTTPError, Target, fetch, request, subscribe_request
 from bench.load import LEAD_S, LoadReport, run_load
 from bench.server import ServerPid
-from bench.target import Target
 
 SINCE_CHOICES = ("all", "first")
 
@@ -47,7 +46,7 @@ def publish_events(
             if payload_bytes:
                 data["pad"] = "x" * payload_bytes
             body = json.dumps({"category": category, "data": data}).encode()
-            response = conn.request(post_json_request(target, path, body, token))
+            response = conn.request(request(target, "POST", target.path(path), body, token))
             if response.status != 200:
                 raise HTTPError(f"publish {number} answered HTTP {response.status}")
             reply = json.loads(response.body)

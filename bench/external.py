@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import psutil
 
+from bench.http import parse_target
 from bench.launch import ServedVariant
-from bench.target import parse_target
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 

@@ -1,27 +1,123 @@
-"""Minimal HTTP/1.1: request bytes, an incremental response parser, a blocking client.
-
-Only what the harness needs: no redirects, no TLS, no compression, one request in
-flight per connection (keep-alive, no pipelining).
-"""
+"""HTTP/1.1 as the harness speaks it: loopback URLs, request bytes, an incremental
+response parser and a blocking client. No TLS, redirects or pipelining."""
 
 from __future__ import annotations
 
+import json
 import socket
 import time
-from urllib.parse import quote
+from dataclasses import dataclass
+from urllib.parse import quote, urlsplit
 
-from bench.target import Target
+LOOPBACK = {"localhost": "127.0.0.1", "127.0.0.1": "127.0.0.1", "::1": "::1"}
 
 
 class HTTPError(Exception):
     """A malformed or truncated response, or a failed request."""
 
 
-class Response:
-    """A complete response; `head` is its status line and headers, lower-cased.
+class TargetError(ValueError):
+    """A URL the harness will not (or cannot) connect to."""
 
-    Status and keep-alive are read from `head` on demand, outside the timed path.
-    """
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where to connect (`host`, `port`), what to send as `Host`, and the base path."""
+
+    host: str
+    port: int
+    host_header: str
+    base_path: str
+
+    def path(self, suffix: str) -> str:
+        """The base path joined with `suffix` (which starts with '/')."""
+        return self.base_path.rstrip("/") + suffix
+
+    @property
+    def url(self) -> str:
+        """The base URL, for reports."""
+        return f"http://{self.host_header}{self.base_path.rstrip('/')}"
+
+
+def parse_target(url: str) -> Target:
+    """Parse an ``http://`` URL on a loopback host (never resolved) into a `Target`."""
+    parts = urlsplit(url)
+    if parts.scheme != "http":
+        raise TargetError(f"{url!r}: only plain http:// URLs are supported")
+    if parts.hostname is None:
+        raise TargetError(f"{url!r}: no host")
+    host = LOOPBACK.get(parts.hostname.lower())
+    if host is None:
+        raise TargetError(
+            f"refusing host {parts.hostname!r}: only loopback addresses "
+            "(127.0.0.1, ::1, localhost) may be benchmarked"
+        )
+    try:
+        port = parts.port or 80
+    except ValueError as exc:
+        raise TargetError(f"{url!r}: bad port ({exc})") from None
+    shown = f"[{host}]" if ":" in host else parts.hostname
+    base = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return Target(host=host, port=port, host_header=f"{shown}:{port}", base_path=base)
+
+
+def request(
+    target: Target, method: str, path: str, body: bytes = b"", token: str | None = None
+) -> bytes:
+    """The bytes of one request (a POST carries a JSON `body`), `token` as a Bearer token."""
+    head = f"{method} {path} HTTP/1.1\r\nHost: {target.host_header}\r\n"
+    if method == "POST":
+        head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+    else:
+        head += "Accept: application/json\r\n"
+    if token is not None:
+        head += f"Authorization: Bearer {token}\r\n"
+    return (head + "\r\n").encode("ascii") + body
+
+
+def subscribe_request(
+    target: Target,
+    path: str,
+    category: str,
+    timeout_s: int,
+    since_time: int | None = None,
+    last_id: str | None = None,
+    token: str | None = None,
+) -> bytes:
+    """``GET path?category=...&timeout=...``, resuming at `since_time` (and `last_id`)."""
+    query = f"category={quote(category, safe='')}&timeout={timeout_s}"
+    if since_time is not None:
+        query += f"&since_time={since_time}"
+        if last_id is not None:
+            query += f"&last_id={quote(last_id, safe='')}"
+    return request(target, "GET", f"{target.path(path)}?{query}", token=token)
+
+
+def publish_request(
+    target: Target,
+    path: str,
+    category: str,
+    data: object,
+    token: str | None = None,
+    separators: tuple[str, str] | None = None,
+) -> bytes:
+    """``POST path`` of one event with `data` in `category`."""
+    body = json.dumps({"category": category, "data": data}, separators=separators).encode()
+    return request(target, "POST", target.path(path), body, token)
+
+
+def _header(head: bytes, key: bytes) -> str | None:
+    """The stripped value of `key` (b'\\r\\nname:', lower-case) in a lower-cased head."""
+    at = head.find(key)
+    if at < 0:
+        return None
+    start = at + len(key)
+    stop = head.find(b"\r\n", start)
+    return head[start : stop if stop >= 0 else len(head)].strip().decode("latin-1")
+
+
+class Response:
+    """A complete response; `head` is its status line and headers, lower-cased."""
 
     __slots__ = ("body", "head")
 
@@ -37,83 +133,14 @@ class Response:
     @property
     def keep_alive(self) -> bool:
         """True when the connection may carry another request."""
-        if not self.head.startswith(b"http/1.1"):
+        if not self.head.startswith(b"http/1.1") or "close" in (self.header("connection") or ""):
             return False
-        if "close" in (self.header("connection") or ""):
-            return False
-        return self.header("content-length") is not None or "chunked" in (
-            self.header("transfer-encoding") or ""
-        )
+        framing = self.header("transfer-encoding") or ""
+        return self.header("content-length") is not None or "chunked" in framing
 
     def header(self, name: str) -> str | None:
         """The value of header `name` (case-insensitive), or None."""
         return _header(self.head, b"\r\n" + name.lower().encode("latin-1") + b":")
-
-
-def _header(head: bytes, key: bytes) -> str | None:
-    """Find `key` (b'\\r\\nname:', lower-case) in a lower-cased head; its stripped value."""
-    at = head.find(key)
-    if at < 0:
-        return None
-    start = at + len(key)
-    stop = head.find(b"\r\n", start)
-    return head[start : stop if stop >= 0 else len(head)].strip().decode("latin-1")
-
-
-def subscribe_request(
-    target: Target,
-    path: str,
-    category: str,
-    timeout_s: int,
-    since_time: int | None = None,
-    last_id: str | None = None,
-    token: str | None = None,
-) -> bytes:
-    """The bytes of ``GET path?category=...&timeout=...`` on a keep-alive connection.
-
-    `since_time` and `last_id` are added when given (a resume position); `token`, as
-    `Authorization: Bearer`.
-    """
-    query = f"category={quote(category, safe='')}&timeout={timeout_s}"
-    if since_time is not None:
-        query += f"&since_time={since_time}"
-        if last_id is not None:
-            query += f"&last_id={quote(last_id, safe='')}"
-    return (
-        f"GET {target.path(path)}?{query} HTTP/1.1\r\n"
-        f"Host: {target.host_header}\r\n"
-        "Accept: application/json\r\n"
-        f"{_authorization(token)}"
-        "\r\n"
-    ).encode("ascii")
-
-
-def _authorization(token: str | None) -> str:
-    """The `Authorization: Bearer` header line for `token`, or '' without one."""
-    return "" if token is None else f"Authorization: Bearer {token}\r\n"
-
-
-def get_request(target: Target, path_and_query: str) -> bytes:
-    """The bytes of a plain ``GET`` for `path_and_query`."""
-    return (
-        f"GET {path_and_query} HTTP/1.1\r\n"
-        f"Host: {target.host_header}\r\n"
-        "Accept: application/json\r\n"
-        "\r\n"
-    ).encode("ascii")
-
-
-def post_json_request(target: Target, path: str, body: bytes, token: str | None = None) -> bytes:
-    """The bytes of ``POST path`` with a JSON `body`; `token` as `Authorization: Bearer`."""
-    head = (
-        f"POST {target.path(path)} HTTP/1.1\r\n"
-        f"Host: {target.host_header}\r\n"
-        "Content-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n"
-        f"{_authorization(token)}"
-        "\r\n"
-    ).encode("ascii")
-    return head + body
 
 
 _HEAD, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _TRAILER, _UNTIL_CLOSE = range(6)
@@ -134,9 +161,7 @@ def _whole_response(data: bytes) -> Response | None:
         length = int(head[at + 17 : stop if stop >= 0 else end])
     except ValueError:
         return None
-    if len(data) - end - 4 != length:
-        return None
-    return Response(head, data[end + 4 :])
+    return Response(head, data[end + 4 :]) if len(data) - end - 4 == length else None
 
 
 class ResponseParser:
@@ -160,24 +185,15 @@ class ResponseParser:
 
     def feed(self, data: bytes) -> Response | None:
         """Add `data`; return the response when its last byte has arrived."""
-        if self._state == _HEAD and not self._buf:
-            fast = _whole_response(data)
-            if fast is not None:
-                return fast
-        buf = self._buf + data if self._buf else data
-        self._buf = b""
+        if self._state == _HEAD and not self._buf and (fast := _whole_response(data)):
+            return fast
+        buf, self._buf = self._buf + data if self._buf else data, b""
         while True:
             state = self._state
-            if state == _HEAD:
-                end = buf.find(b"\r\n\r\n")
-                if end < 0:
-                    if len(buf) > _MAX_HEAD:
-                        raise HTTPError("response head too large")
-                    self._buf = buf
-                    return None
-                self._parse_head(buf[:end].lower())
-                buf = buf[end + 4 :]
-            elif state == _LENGTH:
+            if state == _UNTIL_CLOSE:
+                self._body.append(buf)
+                return None
+            if state == _LENGTH:
                 need = self._remaining
                 if len(buf) < need:
                     self._body.append(buf)
@@ -186,14 +202,7 @@ class ResponseParser:
                 self._body.append(buf[:need])
                 self._buf = buf[need:]
                 return self._finish()
-            elif state == _CHUNK_SIZE:
-                end = buf.find(b"\r\n")
-                if end < 0:
-                    self._buf = buf
-                    return None
-                self._chunk_size(buf[:end])
-                buf = buf[end + 2 :]
-            elif state == _CHUNK_DATA:
+            if state == _CHUNK_DATA:
                 need = self._remaining + 2
                 if len(buf) < need:
                     self._buf = buf
@@ -201,20 +210,25 @@ class ResponseParser:
                 if buf[need - 2 : need] != b"\r\n":
                     raise HTTPError("chunk not followed by CRLF")
                 self._body.append(buf[: need - 2])
-                buf = buf[need:]
-                self._state = _CHUNK_SIZE
-            elif state == _TRAILER:
-                end = buf.find(b"\r\n")
-                if end < 0:
-                    self._buf = buf
-                    return None
+                buf, self._state = buf[need:], _CHUNK_SIZE
+                continue
+            end = buf.find(b"\r\n\r\n" if state == _HEAD else b"\r\n")
+            if end < 0:
+                if len(buf) > _MAX_HEAD:
+                    raise HTTPError("response head too large")
+                self._buf = buf
+                return None
+            if state == _HEAD:
+                self._parse_head(buf[:end].lower())
+                buf = buf[end + 4 :]
+            elif state == _CHUNK_SIZE:
+                self._chunk_size(buf[:end])
+                buf = buf[end + 2 :]
+            else:  # _TRAILER: skip its lines up to the empty one
                 buf = buf[end + 2 :]
                 if end == 0:
                     self._buf = buf
                     return self._finish()
-            else:  # _UNTIL_CLOSE
-                self._body.append(buf)
-                return None
 
     def feed_eof(self) -> Response | None:
         """The peer closed: return a close-delimited response, or raise if truncated."""
@@ -226,13 +240,13 @@ class ResponseParser:
 
     def _parse_head(self, head: bytes) -> None:
         """Read status and framing from a lower-cased head."""
-        if not head.startswith(b"http/1.") or len(head) < 12:
-            raise HTTPError(f"bad status line {head[:80]!r}")
         try:
-            status = int(head[9:12])
+            status = int(head[9:12]) if head.startswith(b"http/1.") else 0
         except ValueError:
-            raise HTTPError(f"bad status line {head[:80]!r}") from None
-        if 100 <= status < 200:
+            status = 0
+        if status < 100:
+            raise HTTPError(f"bad status line {head[:80]!r}")
+        if status < 200:
             return  # interim response: the next head follows
         self._head = head
         length = _header(head, b"\r\ncontent-length:")
@@ -242,10 +256,9 @@ class ResponseParser:
             self._state = _CHUNK_SIZE
         elif length is not None:
             try:
-                self._remaining = int(length)
+                self._state, self._remaining = _LENGTH, int(length)
             except ValueError:
                 raise HTTPError("bad Content-Length") from None
-            self._state = _LENGTH
         else:
             self._state = _UNTIL_CLOSE
 
@@ -255,11 +268,7 @@ class ResponseParser:
             size = int(text, 16)
         except ValueError:
             raise HTTPError(f"bad chunk size {text!r}") from None
-        if size == 0:
-            self._state = _TRAILER
-        else:
-            self._remaining = size
-            self._state = _CHUNK_DATA
+        self._state, self._remaining = (_CHUNK_DATA, size) if size else (_TRAILER, 0)
 
     def _finish(self) -> Response:
         body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
@@ -285,19 +294,16 @@ class BlockingConnection:
         parser = ResponseParser()
         try:
             self._sock.sendall(raw)
-            while True:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise HTTPError("response timed out")
+            while (left := deadline - time.monotonic()) > 0:
                 self._sock.settimeout(left)
                 data = self._sock.recv(65536)
-                response = parser.feed_eof() if not data else parser.feed(data)
-                if response is not None:
+                if (response := parser.feed(data) if data else parser.feed_eof()) is not None:
                     return response
                 if not data:
                     raise HTTPError("connection closed before a response")
         except OSError as exc:
             raise HTTPError(f"request failed: {exc}") from exc
+        raise HTTPError("response timed out")
 
     def close(self) -> None:
         """Close the socket."""

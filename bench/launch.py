@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.credentials import ACCESS_ENV, NO_CREDENTIALS, Credentials
+from bench.http import parse_target
 from bench.server import read_waiting
-from bench.target import parse_target
 
 _PR_SET_PDEATHSIG = 1
 START_TIMEOUT_S = 20.0

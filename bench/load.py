@@ -19,13 +19,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import cast
 
-from bench.http import HTTPError, ResponseParser
+from bench.http import HTTPError, ResponseParser, Target
 from bench.pool import split
 from bench.progress import Bar
 from bench.server import ServerPid, ServerProcess
 from bench.stats import Latency, merge_counts, summarize
 from bench.system import cpu_seconds, pin, raise_fd_limit, run_async
-from bench.target import Target
 from bench.worker import open_connections
 
 CONNECT_TIMEOUT_S = 10.0

@@ -6,9 +6,8 @@ import math
 from dataclasses import dataclass
 
 from bench.credentials import NO_CREDENTIALS, Credentials
-from bench.http import subscribe_request
+from bench.http import Target, subscribe_request
 from bench.server import ServerPid
-from bench.target import Target
 from bench.worker import WorkerConfig
 
 

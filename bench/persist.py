@@ -14,10 +14,10 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.http import parse_target
 from bench.launch import serve_variant
 from bench.load import LEAD_S, LOAD_HEADER, LoadReport, load_line
 from bench.publish import publish_notes, run_publish
-from bench.target import parse_target
 
 VARIANTS: dict[str, list[str]] = {
     "off": [],

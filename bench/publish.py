@@ -8,10 +8,10 @@ from __future__ import annotations
 import json
 
 from bench.credentials import NO_CREDENTIALS, Credentials
-from bench.http import post_json_request
+from bench.http import Target
+from bench.http import request as http_request
 from bench.load import LEAD_S, LoadReport, load_notes, run_load
 from bench.server import ServerPid
-from bench.target import Target
 
 
 def publish_body(category: str, payload_bytes: int) -> bytes:
@@ -40,7 +40,9 @@ def run_publish(
 ) -> LoadReport:
     """Publish back to back on `connections` connections; count what the window saw."""
     body = publish_body(category, payload_bytes)
-    request = post_json_request(target, publish_path, body, credentials.publish_token)
+    request = http_request(
+        target, "POST", target.path(publish_path), body, credentials.publish_token
+    )
     return run_load(
         target,
         request,

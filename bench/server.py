@@ -9,8 +9,7 @@ from dataclasses import dataclass
 
 import psutil
 
-from bench.http import BlockingConnection, HTTPError, fetch, get_request, post_json_request
-from bench.target import Target
+from bench.http import BlockingConnection, HTTPError, Target, fetch, request
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +38,7 @@ def publish(
     """POST one event (with `token` as `Authorization: Bearer`); the clock starts after
     connecting, just before the write."""
     body = json.dumps({"category": category, "data": data}).encode()
-    raw = post_json_request(target, path, body, token)
+    raw = request(target, "POST", target.path(path), body, token)
     conn = BlockingConnection(target, timeout_s)
     try:
         t0 = time.monotonic_ns()
@@ -53,7 +52,7 @@ def publish(
 def read_waiting(stats: Target, timeout_s: float) -> int | None:
     """`waiting_subscribers` from the stats URL, or None if unavailable."""
     try:
-        response = fetch(stats, get_request(stats, stats.base_path), timeout_s)
+        response = fetch(stats, request(stats, "GET", stats.base_path), timeout_s)
         value = json.loads(response.body).get("waiting_subscribers")
     except (HTTPError, ValueError, AttributeError):
         return None

@@ -31,14 +31,13 @@ from typing import Any, cast
 import orjson
 
 from bench.credentials import NO_CREDENTIALS, Credentials
-from bench.http import BlockingConnection, HTTPError, ResponseParser, post_json_request
+from bench.http import BlockingConnection, HTTPError, ResponseParser, Target, request
 from bench.http import subscribe_request as _subscribe_request
 from bench.pool import split
 from bench.progress import Bar
 from bench.server import ServerPid, ServerProcess, wait_until_waiting
 from bench.stats import Latency, merge_counts, summarize
 from bench.system import cpu_seconds, pin, raise_fd_limit, run_async
-from bench.target import Target
 from bench.worker import open_connections
 
 RECONNECTS = 3  # per subscriber: reopen a connection the server closed, at most this often
@@ -422,7 +421,7 @@ def _publish_one(
     """POST one event; '' or what went wrong (the connection is reopened if needed)."""
     body = json.dumps({"category": category, "data": data}, separators=(",", ":")).encode()
     try:
-        response = conn.request(post_json_request(target, path, body, token))
+        response = conn.request(request(target, "POST", target.path(path), body, token))
     except HTTPError as exc:
         conn.close()
         return BlockingConnection(target, 10.0), f"publish failed ({exc})"

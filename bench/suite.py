@@ -28,7 +28,7 @@ from bench.catchup import run_catchup
 from bench.credentials import NO_CREDENTIALS, Credentials, refused
 from bench.external import Other, attach
 from bench.fanout import run_fanout
-from bench.http import HTTPError
+from bench.http import HTTPError, Target, parse_target
 from bench.launch import ServedVariant, serve_granian, serve_uvicorn, serve_variant
 from bench.load import LOAD_HEADER, load_line
 from bench.memory import run_idle_memory
@@ -41,7 +41,6 @@ from bench.redis_server import RedisServer
 from bench.report import fanout_table, memory_table, result_payload
 from bench.server import CoreWatch, ServerPid
 from bench.stream import run_stream, stream_table
-from bench.target import Target, parse_target
 from bench.targets import TOKENS
 
 if TYPE_CHECKING:
