@@ -4,7 +4,7 @@ after another (the `publish` and `catchup` scenarios).
 Every connection sends its next request as soon as the previous one is answered, so
 C requests are always in flight. After a warm-up, completed requests are counted
 over a measured window (bounded in time, and in count by `max_requests`). The
-request bytes are built once; the hot path is `Requester.data_received`.
+request bytes are built once; the hot path is `Connection.data_received`.
 """
 
 from __future__ import annotations
@@ -17,17 +17,15 @@ import multiprocessing
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import cast
 
-from bench.http import HTTPError, ResponseParser, Target
+from bench.conn import CLOSED, Connection, open_connections
+from bench.http import Response, Target
 from bench.pool import split
 from bench.progress import Bar
 from bench.server import ServerPid, ServerProcess
 from bench.stats import Latency, merge_counts, summarize
 from bench.system import cpu_seconds, pin, raise_fd_limit, run_async
-from bench.worker import open_connections
 
-CONNECT_TIMEOUT_S = 10.0
 LEAD_S = 1.5  # from the coordinator's start to the first request: time to fork and connect
 DRAIN_S = 5.0  # after the window, how long to wait for requests still in flight
 EXPECT_WITHIN = 64  # `expect` must appear in this many first bytes of the body
@@ -42,8 +40,7 @@ class LoadConfig:
     """
 
     index: int
-    host: str
-    port: int
+    target: Target
     request: bytes
     expect: bytes
     unexpected: str
@@ -67,114 +64,64 @@ class LoadResult:
     late_ms: float
 
 
-class _Run:
-    """State shared by one process's connections."""
+class _Loop:
+    """One process's connections, each sending its request again as soon as it is answered."""
 
-    __slots__ = ("config", "count", "done", "errors", "latencies", "outstanding")
+    __slots__ = ("active", "config", "count", "done", "errors", "latencies", "sent_ns")
 
     def __init__(self, config: LoadConfig) -> None:
         self.config = config
         self.count = 0  # requests sent, against max_requests
         self.latencies: list[int] = []
         self.errors: Counter[str] = Counter()
-        self.outstanding = 0
+        self.active: set[Connection] = set()  # between the first request and the last answer
+        self.sent_ns: dict[Connection, int] = {}
         self.done = asyncio.Event()
 
-    def finished(self) -> None:
-        self.outstanding -= 1
-        if self.outstanding == 0:
-            self.done.set()
+    def send(self, conn: Connection) -> None:
+        """Send `conn`'s next request, or stop it if the window or the count is over."""
+        config, now = self.config, time.monotonic_ns()
+        if now >= config.end_ns or self.count >= config.max_requests:
+            self._stop(conn)
+        elif conn.send(config.request):
+            self.count += 1
+            self.sent_ns[conn] = now
+        else:
+            self.failed(conn, CLOSED)
 
-
-class Requester(asyncio.Protocol):
-    """One keep-alive connection sending its request back to back."""
-
-    __slots__ = ("active", "parser", "run", "sent_ns", "transport")
-
-    def __init__(self, run: _Run) -> None:
-        self.run = run
-        self.transport: asyncio.Transport | None = None
-        self.parser = ResponseParser()
-        self.sent_ns = 0
-        self.active = False  # between the first request and the last answer
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
-
-    def send(self) -> None:
-        """Send the next request, or stop if the window or the count is over."""
-        run = self.run
-        now = time.monotonic_ns()
-        if now >= run.config.end_ns or run.count >= run.config.max_requests:
-            self._stop()
-            return
-        run.count += 1
-        self.active = True
-        self.sent_ns = now
-        assert self.transport is not None
-        self.transport.write(run.config.request)
-
-    def _stop(self) -> None:
-        if self.active:
-            self.active = False
-            self.run.finished()
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            response = self.parser.feed(data)
-        except HTTPError:
-            self._fail("malformed response")
-            return
-        if response is None:
-            return
-        now = time.monotonic_ns()
-        run = self.run
-        config = run.config
+    def answered(self, conn: Connection, response: Response, now_ns: int) -> None:
+        config = self.config
         if response.head[9:12] != b"200":
-            run.errors[f"HTTP {response.status}"] += 1
+            self.errors[f"HTTP {response.status}"] += 1
         elif config.expect and config.expect not in response.body[:EXPECT_WITHIN]:
-            run.errors[config.unexpected] += 1
-        elif config.measure_from_ns <= now < config.end_ns:
-            run.latencies.append(now - self.sent_ns)
-        self.send()
+            self.errors[config.unexpected] += 1
+        elif config.measure_from_ns <= now_ns < config.end_ns:
+            self.latencies.append(now_ns - self.sent_ns[conn])
+        self.send(conn)
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.transport is not None:
-            self.transport = None
-            self._fail("connection closed")
+    def failed(self, conn: Connection, kind: str) -> None:
+        conn.close()
+        self.errors[kind] += 1
+        self._stop(conn)
 
-    def _fail(self, kind: str) -> None:
-        transport, self.transport = self.transport, None
-        if transport is not None:
-            transport.abort()
-        self.run.errors[kind] += 1
-        self._stop()
+    def _stop(self, conn: Connection) -> None:
+        if conn in self.active:
+            self.active.discard(conn)
+            if not self.active:
+                self.done.set()
 
 
 async def _load_process(config: LoadConfig) -> LoadResult:
-    run = _Run(config)
-    conns = await open_connections(
-        lambda: Requester(run),
-        config.connections,
-        config.host,
-        config.port,
-        concurrency=64,
-        timeout_s=CONNECT_TIMEOUT_S,
-        budget_s=3 * CONNECT_TIMEOUT_S,
-        errors=run.errors,
-    )
+    run = _Loop(config)
+    conns = await open_connections([run] * config.connections, config.target, run.errors)
     await asyncio.sleep(max(0.0, (config.start_ns - time.monotonic_ns()) / 1e9))
     late_ms = max(0.0, (time.monotonic_ns() - config.start_ns) / 1e6)
     gc.collect()
     gc.disable()  # no collector pauses in the window
-    run.outstanding = len(conns)
-    if conns:
-        run.done.clear()
-    else:
-        run.done.set()
+    run.active = set(conns)
+    (run.done.clear if conns else run.done.set)()
     for conn in conns:
-        conn.active = True
-        conn.send()
+        run.send(conn)
     await asyncio.sleep(max(0.0, (config.measure_from_ns - time.monotonic_ns()) / 1e9))
     cpu_start = cpu_seconds()
     await asyncio.sleep(max(0.0, (config.end_ns - time.monotonic_ns()) / 1e9))
@@ -183,11 +130,10 @@ async def _load_process(config: LoadConfig) -> LoadResult:
         await asyncio.wait_for(run.done.wait(), DRAIN_S)
     gc.enable()
     for conn in conns:
-        transport, conn.transport = conn.transport, None
-        if transport is not None:
-            transport.close()
-    if run.outstanding:
-        run.errors["no answer after the window"] += run.outstanding
+        conn.pending = False
+        conn.close()
+    if run.active:
+        run.errors["no answer after the window"] += len(run.active)
     return LoadResult(
         completed=len(run.latencies),
         latencies_ns=run.latencies,
@@ -260,8 +206,7 @@ def run_load(
     configs = [
         LoadConfig(
             index=index,
-            host=target.host,
-            port=target.port,
+            target=target,
             request=request,
             expect=expect,
             unexpected=unexpected,

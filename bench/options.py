@@ -45,14 +45,12 @@ class RunOptions:
         return [
             WorkerConfig(
                 index=index,
-                host=self.target.host,
-                port=self.target.port,
+                target=self.target,
                 request=request,
                 max_connections=math.ceil(max_subscribers / self.procs),
                 pin=self.pin,
                 connect_concurrency=self.connect_concurrency,
                 connect_timeout_s=self.connect_timeout_s,
-                open_budget_s=self.open_budget_s,
                 max_seconds=self.max_seconds + 60,
             )
             for index in range(self.procs)

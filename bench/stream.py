@@ -30,15 +30,15 @@ from typing import Any, cast
 
 import orjson
 
+from bench.conn import CLOSED, Connection, open_connections
 from bench.credentials import NO_CREDENTIALS, Credentials
-from bench.http import BlockingConnection, HTTPError, ResponseParser, Target, request
+from bench.http import BlockingConnection, HTTPError, Response, Target, request
 from bench.http import subscribe_request as _subscribe_request
 from bench.pool import split
 from bench.progress import Bar
 from bench.server import ServerPid, ServerProcess, wait_until_waiting
 from bench.stats import Latency, merge_counts, summarize
 from bench.system import cpu_seconds, pin, raise_fd_limit, run_async
-from bench.worker import open_connections
 
 RECONNECTS = 3  # per subscriber: reopen a connection the server closed, at most this often
 SAMPLE = 10  # missed sequence numbers kept per subscriber, for the report
@@ -121,7 +121,7 @@ class _Subscriber:
 
     def __init__(self, run: _StreamRun) -> None:
         self.run = run
-        self.conn: _Conn | None = None
+        self.conn: Connection | None = None
         self.since = -1
         self.last_id: str | None = None
         self.seen = bytearray(run.config.planned)
@@ -145,17 +145,26 @@ class _Subscriber:
             self.last_id,
             config.token,
         )
-        assert self.conn is not None
-        self.conn.send(request)
+        if self.conn is None or not self.conn.send(request):
+            self.lost()
 
-    def answered(self, status: int, body: bytes, now: int) -> None:
+    def failed(self, conn: Connection, kind: str) -> None:
+        """The connection broke: reopen it if the server closed it, else stop."""
+        if kind == CLOSED:
+            self.lost()
+        else:
+            self.finish(kind)
+
+    def answered(self, conn: Connection, response: Response, now: int) -> None:
         """Take in one complete answer; poll again unless finished."""
+        if not response.keep_alive:
+            conn.close()
         self.responses += 1
-        if status != 200:
-            self.finish(f"HTTP {status}")
+        if response.status != 200:
+            self.finish(f"HTTP {response.status}")
             return
         try:
-            answer = orjson.loads(body)
+            answer = orjson.loads(response.body)
             events = answer.get("events")
         except (orjson.JSONDecodeError, AttributeError):
             self.finish("answer is not a JSON object")
@@ -253,53 +262,6 @@ class _Subscriber:
         )
 
 
-class _Conn(asyncio.Protocol):
-    """One keep-alive connection carrying one subscriber's polls."""
-
-    __slots__ = ("parser", "pending", "subscriber", "transport")
-
-    def __init__(self, subscriber: _Subscriber) -> None:
-        self.subscriber = subscriber
-        self.transport: asyncio.Transport | None = None
-        self.parser = ResponseParser()
-        self.pending = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
-
-    def send(self, raw: bytes) -> None:
-        if self.transport is None or self.transport.is_closing():
-            self.subscriber.lost()
-            return
-        self.pending = True
-        self.transport.write(raw)
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            response = self.parser.feed(data)
-        except HTTPError:
-            self.subscriber.finish("malformed response")
-            return
-        if response is None:
-            return
-        self.pending = False
-        subscriber = self.subscriber
-        if not response.keep_alive:
-            self.close()
-        subscriber.answered(response.status, response.body, time.monotonic_ns())
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.transport = None
-        if self.pending:
-            self.pending = False
-            self.subscriber.lost()
-
-    def close(self) -> None:
-        transport, self.transport = self.transport, None
-        if transport is not None:
-            transport.abort()
-
-
 class _StreamRun:
     """One process's subscribers."""
 
@@ -324,14 +286,7 @@ class _StreamRun:
     async def _reconnect(self, subscriber: _Subscriber) -> None:
         config = self.config
         conns = await open_connections(
-            lambda: _Conn(subscriber),
-            1,
-            config.target.host,
-            config.target.port,
-            concurrency=1,
-            timeout_s=config.connect_timeout_s,
-            budget_s=3 * config.connect_timeout_s,
-            errors=self.errors,
+            [subscriber], config.target, self.errors, 1, config.connect_timeout_s
         )
         if not conns:
             subscriber.finish("reconnect failed")
@@ -343,19 +298,11 @@ class _StreamRun:
 async def _stream_process(config: StreamConfig) -> StreamProcessResult:
     run = _StreamRun(config)
     subscribers = [_Subscriber(run) for _ in range(config.subscribers)]
-    pending = iter(subscribers)
     conns = await open_connections(
-        lambda: _Conn(next(pending)),
-        config.subscribers,
-        config.target.host,
-        config.target.port,
-        concurrency=config.connect_concurrency,
-        timeout_s=config.connect_timeout_s,
-        budget_s=3 * config.connect_timeout_s + 30,
-        errors=run.errors,
+        subscribers, config.target, run.errors, config.connect_concurrency, config.connect_timeout_s
     )
     for conn in conns:
-        conn.subscriber.conn = conn
+        cast(_Subscriber, conn.owner).conn = conn
     active = [s for s in subscribers if s.conn is not None]
     await asyncio.sleep(max(0.0, (config.start_ns - time.monotonic_ns()) / 1e9))
     late_ms = max(0.0, (time.monotonic_ns() - config.start_ns) / 1e6)
