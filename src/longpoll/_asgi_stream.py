@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
 
 from longpoll._api import Headers
 from longpoll.manager import LongpollManager
@@ -23,6 +24,7 @@ class _QueuedStream(Waiter):
         "batches",
         "closing",
         "error",
+        "handler",
         "max_unsent_bytes",
         "overflowing",
         "pending",
@@ -35,6 +37,9 @@ class _QueuedStream(Waiter):
         self.announce = announce
         self.max_unsent_bytes = max_unsent_bytes
         self.overflowing = False
+        # The task sending the stream: cancelled once it overflows, as it may be
+        # stuck in a send that waits for the client to read.
+        self.handler: asyncio.Task[Any] | None = None
         self.pending: list[bytes] = []
         self.batches: list[Batch] = []  # sent once `pending` is: then acknowledged
         self.size = 0
@@ -53,7 +58,10 @@ class _QueuedStream(Waiter):
             if payload:
                 self.pending.append(payload)
                 self.size += len(payload)
-                self.overflowing = self.size > self.max_unsent_bytes
+                if self.size > self.max_unsent_bytes:
+                    self.overflowing = True
+                    if self.handler is not None:
+                        self.handler.cancel()
             if batch.events:
                 self.batches.append(batch)
         self.ready.set()
@@ -90,36 +98,55 @@ async def serve_stream(
         manager.forget(stream)
         raise
     watcher = asyncio.create_task(_wait_for_disconnect(receive, stream))
+    stream.handler = asyncio.current_task()
     try:
         headers = [*STREAM_HEADERS, *extra_headers]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await _send_body(send, OPENING)
-        while not watcher.done():
-            if stream.overflowing:
-                break  # the client does not read: no more memory for it
-            if stream.pending:
-                payload = b"".join(stream.pending)
-                batches = stream.batches
-                stream.pending, stream.batches, stream.size = [], [], 0
-                await _send_body(send, payload)
-                for batch in batches:
-                    await manager.acknowledge(batch)
-                continue
-            if stream.closing or stream.error is not None:
-                break
-            stream.ready.clear()
-            try:
-                async with asyncio.timeout(heartbeat_seconds):
-                    await stream.ready.wait()
-            except TimeoutError:
-                await _send_body(send, HEARTBEAT)
-        if not watcher.done():
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        await _send_events(manager, stream, send, watcher, heartbeat_seconds)
+    except asyncio.CancelledError:
+        if not stream.overflowing:
+            raise
+        # The client does not read: the response ends unfinished, which makes the
+        # server close the connection.
+        task = asyncio.current_task()
+        assert task is not None
+        task.uncancel()
     finally:
+        stream.handler = None
         manager.forget(stream)
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
+
+
+async def _send_events(
+    manager: LongpollManager,
+    stream: _QueuedStream,
+    send: Send,
+    watcher: asyncio.Task[None],
+    heartbeat_seconds: float,
+) -> None:
+    """Send the stream's events and heartbeats until it ends or its client leaves."""
+    while not watcher.done():
+        if stream.pending:
+            payload = b"".join(stream.pending)
+            batches = stream.batches
+            stream.pending, stream.batches, stream.size = [], [], 0
+            await _send_body(send, payload)
+            for batch in batches:
+                await manager.acknowledge(batch)
+            continue
+        if stream.closing or stream.error is not None:
+            break
+        stream.ready.clear()
+        try:
+            async with asyncio.timeout(heartbeat_seconds):
+                await stream.ready.wait()
+        except TimeoutError:
+            await _send_body(send, HEARTBEAT)
+    if not watcher.done():
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 async def _send_body(send: Send, body: bytes) -> None:

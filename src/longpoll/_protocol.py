@@ -784,7 +784,11 @@ class HttpConnection(asyncio.Protocol):
             self._close()
             return
         self._closed = True
-        transport.write_eof()
+        try:
+            transport.write_eof()
+        except OSError:  # the client is gone already
+            transport.abort()
+            return
         self._set_deadline(_LINGER_SECONDS)
 
     def _close(self, abort: bool = False) -> None:
