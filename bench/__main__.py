@@ -22,13 +22,12 @@ from bench.fanout import run_fanout
 from bench.http import HTTPError, TargetError, parse_target
 from bench.memory import run_idle_memory
 from bench.options import RunOptions
-from bench.pool import WorkerError
+from bench.procs import WorkerError, parse_cores, pin, raise_fd_limit
 from bench.publish_cli import add_publish_parsers, main_publish
 from bench.read_cli import add_read_parsers, main_read
 from bench.report import fanout_table, memory_table, write_json
 from bench.suite_cli import add_suite_parser, main_suite
 from bench.summary import write_report
-from bench.system import parse_cores, pin, raise_fd_limit
 
 
 class RunTimeout(Exception):

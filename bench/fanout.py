@@ -9,13 +9,12 @@ import uuid
 from dataclasses import dataclass, field
 
 from bench.http import HTTPError
-from bench.messages import Collect, Collected, Subscribe, Subscribed
 from bench.options import RunOptions
-from bench.pool import WorkerPool, split
+from bench.procs import Workers, cpu_seconds, split
 from bench.progress import Bar
 from bench.server import ServerProcess, publish, wait_until_waiting
 from bench.stats import merge_counts, summarize
-from bench.system import cpu_seconds
+from bench.waiters import Collect, Collected, Subscribe, Subscribed, WaiterConfig
 
 GENERATOR_BUSY = 0.8  # generator CPU per core of delivery window above which it may limit
 
@@ -90,7 +89,7 @@ class FanoutReport:
 
 
 def run_round(
-    pool: WorkerPool,
+    pool: Workers[WaiterConfig],
     opts: RunOptions,
     size: int,
     number: int,
@@ -169,14 +168,14 @@ def run_fanout(opts: RunOptions, sizes: list[int], rounds: int) -> FanoutReport:
     server = ServerProcess(opts.server_pid) if opts.server_pid else None
     bar_done = 0
     with (
-        WorkerPool(opts.worker_configs(max(sizes))) as pool,
+        opts.workers(max(sizes)) as pool,
         Bar("fanout", len(sizes) * rounds) as bar,
     ):
         report = FanoutReport(
             url=opts.target.url,
             procs=opts.procs,
             pin=list(opts.pin) if opts.pin else None,
-            fd_notes=[h.fd_note for h in pool.hellos if h.fd_note],
+            fd_notes=pool.notes,
         )
         for size in sizes:
             results: list[RoundResult] = []

@@ -10,21 +10,18 @@ request bytes are built once; the hot path is `Connection.data_received`.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import gc
-import multiprocessing
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 
 from bench.conn import CLOSED, Connection, open_connections
 from bench.http import Response, Target
-from bench.pool import split
+from bench.procs import Channel, Workers, cpu_seconds, split
 from bench.progress import Bar
 from bench.server import ServerPid, ServerProcess
 from bench.stats import Latency, merge_counts, summarize
-from bench.system import cpu_seconds, pin, raise_fd_limit, run_async
 
 LEAD_S = 1.5  # from the coordinator's start to the first request: time to fork and connect
 DRAIN_S = 5.0  # after the window, how long to wait for requests still in flight
@@ -45,7 +42,6 @@ class LoadConfig:
     expect: bytes
     unexpected: str
     connections: int
-    pin: tuple[int, ...] | None
     start_ns: int
     measure_from_ns: int
     end_ns: int
@@ -144,11 +140,9 @@ async def _load_process(config: LoadConfig) -> LoadResult:
     )
 
 
-def load_main(config: LoadConfig) -> LoadResult:
-    """Entry point of a load process."""
-    pin(config.pin)
-    raise_fd_limit(config.connections + 64)
-    return run_async(_load_process(config))
+async def load_job(config: LoadConfig, channel: Channel) -> None:
+    """A load process: run, then send the result."""
+    channel.send(await _load_process(config))
 
 
 @dataclass(slots=True)
@@ -211,7 +205,6 @@ def run_load(
             expect=expect,
             unexpected=unexpected,
             connections=count,
-            pin=cores,
             start_ns=start,
             measure_from_ns=measure_from,
             end_ns=end,
@@ -220,20 +213,19 @@ def run_load(
         for index, count in enumerate(split(connections, procs))
     ]
     server = ServerProcess(server_pid) if server_pid else None
-    context = multiprocessing.get_context("fork")
     began = time.monotonic_ns()
+    files = max(c.connections for c in configs) + 64
     with (
-        concurrent.futures.ProcessPoolExecutor(procs, mp_context=context) as pool,
+        Workers(load_job, configs, cores, files) as workers,
         Bar(label, (end - began) / 1e9) as bar,
     ):
-        jobs = [pool.submit(load_main, config) for config in configs]
         bar.sleep_until(measure_from, began)
         server_cpu = server.cpu_seconds() if server is not None else 0.0
         bar.sleep_until(end, began)
         if server is not None:
             server_cpu = server.cpu_seconds() - server_cpu
         timeout = (end - time.monotonic_ns()) / 1e9 + DRAIN_S + 30
-        results = [job.result(timeout=max(1.0, timeout)) for job in jobs]
+        results: list[LoadResult] = workers.gather(max(1.0, timeout))
     latencies = [ns for r in results for ns in r.latencies_ns]
     completed = sum(r.completed for r in results)
     report = LoadReport(

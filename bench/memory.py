@@ -8,12 +8,11 @@ import time
 from dataclasses import dataclass
 
 from bench.fanout import RoundResult, run_round
-from bench.messages import Close, Subscribe, Subscribed
 from bench.options import RunOptions
-from bench.pool import WorkerPool, split
+from bench.procs import cpu_seconds, split
 from bench.server import ServerProcess, read_waiting, wait_until_waiting
 from bench.stats import merge_counts
-from bench.system import cpu_seconds
+from bench.waiters import CLOSE, Subscribe, Subscribed
 
 SAMPLES = 5
 
@@ -68,11 +67,11 @@ def run_idle_memory(opts: RunOptions, waiters: int, warmup: int, hold_s: float) 
         raise ValueError("idle-memory needs --server-pid")
     started = time.monotonic()
     server = ServerProcess(opts.server_pid)
-    with WorkerPool(opts.worker_configs(max(waiters, warmup))) as pool:
+    with opts.workers(max(waiters, warmup)) as pool:
         warm: RoundResult | None = None
         if warmup:
             warm, _ = run_round(pool, opts, warmup, 0, None)
-            pool.broadcast(Close())
+            pool.broadcast(CLOSE)
             pool.gather(30.0)
             _wait_drained(opts)
         baseline = _rss_kib(server)
@@ -82,11 +81,11 @@ def run_idle_memory(opts: RunOptions, waiters: int, warmup: int, hold_s: float) 
         settled = wait_until_waiting(opts.stats, sent, opts.settle_s, opts.settle_timeout_s)
         time.sleep(hold_s)
         holding = _rss_kib(server)
-        pool.broadcast(Close())
+        pool.broadcast(CLOSE)
         pool.gather(30.0)
         waiting_after = _wait_drained(opts)
         after = _rss_kib(server)
-        notes = [h.fd_note for h in pool.hellos if h.fd_note]
+        notes = pool.notes
     return MemoryReport(
         url=opts.target.url,
         waiters=waiters,

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 
 from bench.credentials import NO_CREDENTIALS, Credentials
 from bench.http import Target, subscribe_request
+from bench.procs import Workers
 from bench.server import ServerPid
-from bench.worker import WorkerConfig
+from bench.waiters import WaiterConfig, waiters_job
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,8 +34,8 @@ class RunOptions:
     max_seconds: float
     credentials: Credentials = NO_CREDENTIALS  # the tokens every request carries
 
-    def worker_configs(self, max_subscribers: int) -> list[WorkerConfig]:
-        """One config per worker process, sized for `max_subscribers` in total."""
+    def workers(self, max_subscribers: int) -> Workers[WaiterConfig]:
+        """The worker processes, with room for `max_subscribers` in total."""
         request = subscribe_request(
             self.target,
             self.events_path,
@@ -42,19 +43,11 @@ class RunOptions:
             self.poll_timeout_s,
             token=self.credentials.subscribe_token(self.category),
         )
-        return [
-            WorkerConfig(
-                index=index,
-                target=self.target,
-                request=request,
-                max_connections=math.ceil(max_subscribers / self.procs),
-                pin=self.pin,
-                connect_concurrency=self.connect_concurrency,
-                connect_timeout_s=self.connect_timeout_s,
-                max_seconds=self.max_seconds + 60,
-            )
-            for index in range(self.procs)
-        ]
+        config = WaiterConfig(
+            self.target, request, self.connect_concurrency, self.connect_timeout_s
+        )
+        files = math.ceil(max_subscribers / self.procs) + 64
+        return Workers(waiters_job, [config] * self.procs, self.pin, files)
 
     @property
     def open_budget_s(self) -> float:

@@ -11,9 +11,9 @@ from bench.credentials import Credentials, refused
 from bench.http import parse_target
 from bench.load import LOAD_HEADER, load_line
 from bench.persist import persist_table, run_persist
+from bench.procs import parse_cores
 from bench.publish import publish_notes, run_publish
 from bench.report import write_json
-from bench.system import parse_cores
 
 
 def _load_options(parser: argparse.ArgumentParser) -> None:

@@ -24,9 +24,9 @@ from bench.credentials import Credentials, refused
 from bench.http import Target, parse_target
 from bench.launch import serve_variant
 from bench.load import LOAD_HEADER, load_line, load_notes
+from bench.procs import parse_cores, pin
 from bench.report import write_json
 from bench.stream import run_stream, stream_table
-from bench.system import parse_cores, pin
 
 
 def _server_options(parser: argparse.ArgumentParser) -> None:

@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import array
 import asyncio
-import concurrent.futures
 import contextlib
 import gc
 import json
-import multiprocessing
 import time
 import uuid
 from collections import Counter
@@ -34,11 +32,10 @@ from bench.conn import CLOSED, Connection, open_connections
 from bench.credentials import NO_CREDENTIALS, Credentials
 from bench.http import BlockingConnection, HTTPError, Response, Target, request
 from bench.http import subscribe_request as _subscribe_request
-from bench.pool import split
+from bench.procs import Channel, Workers, cpu_seconds, split
 from bench.progress import Bar
 from bench.server import ServerPid, ServerProcess, wait_until_waiting
 from bench.stats import Latency, merge_counts, summarize
-from bench.system import cpu_seconds, pin, raise_fd_limit, run_async
 
 RECONNECTS = 3  # per subscriber: reopen a connection the server closed, at most this often
 SAMPLE = 10  # missed sequence numbers kept per subscriber, for the report
@@ -57,7 +54,6 @@ class StreamConfig:
     run_id: str
     subscribers: int
     planned: int  # events the publisher plans to send (seq 0 .. planned-1), end event aside
-    pin: tuple[int, ...] | None
     connect_concurrency: int
     connect_timeout_s: float
     start_ns: int  # first poll
@@ -338,11 +334,9 @@ async def _stream_process(config: StreamConfig) -> StreamProcessResult:
     )
 
 
-def stream_main(config: StreamConfig) -> StreamProcessResult:
-    """Entry point of a subscriber process."""
-    pin(config.pin)
-    raise_fd_limit(config.subscribers + 64)
-    return run_async(_stream_process(config))
+async def stream_job(config: StreamConfig, channel: Channel) -> None:
+    """A subscriber process: run, then send the result."""
+    channel.send(await _stream_process(config))
 
 
 @dataclass(slots=True)
@@ -525,7 +519,6 @@ def run_stream(
             run_id=run_id,
             subscribers=count,
             planned=planned,
-            pin=cores,
             connect_concurrency=connect_concurrency,
             connect_timeout_s=connect_timeout_s,
             start_ns=start,
@@ -543,9 +536,8 @@ def run_stream(
         pin=list(cores) if cores else None,
         poll_timeout_s=poll_timeout_s,
     )
-    context = multiprocessing.get_context("fork")
-    with concurrent.futures.ProcessPoolExecutor(procs, mp_context=context) as pool:
-        jobs = [pool.submit(stream_main, config) for config in configs]
+    files = max(c.subscribers for c in configs) + 64
+    with Workers(stream_job, configs, cores, files) as workers:
         time.sleep(max(0.0, (start - time.monotonic_ns()) / 1e9))
         wait_until_waiting(stats, subscribers, settle_s, settle_timeout_s)
         first = time.monotonic_ns() + int(0.2 * 1e9)
@@ -567,7 +559,7 @@ def run_stream(
         if server is not None:
             report.server_cpu_share = (server.cpu_seconds() - server_cpu) / report.publishing_s
         timeout = (deadline - time.monotonic_ns()) / 1e9 + 30
-        results = [job.result(timeout=max(1.0, timeout)) for job in jobs]
+        results: list[StreamProcessResult] = workers.gather(max(1.0, timeout))
     _tally(report, log, results)
     return report
 

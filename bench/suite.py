@@ -35,7 +35,7 @@ from bench.memory import run_idle_memory
 from bench.options import RunOptions
 from bench.persist import VARIANTS, persist_table, run_persist
 from bench.plan import Outcome, Plan, Variant
-from bench.pool import WorkerError
+from bench.procs import WorkerError
 from bench.publish import run_publish
 from bench.redis_server import RedisServer
 from bench.report import fanout_table, memory_table, result_payload

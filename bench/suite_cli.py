@@ -17,8 +17,8 @@ from bench.external import Other, parse_others, placement, reachable
 from bench.machine import load_average, machine_facts
 from bench.page import Record, write_page
 from bench.plan import FULL, QUICK
+from bench.procs import parse_cores, pin, raise_fd_limit
 from bench.suite import OWN, Suite
-from bench.system import parse_cores, pin, raise_fd_limit
 
 
 class SuiteTimeout(Exception):

@@ -1,8 +1,6 @@
-"""A subscriber worker process: many keep-alive connections, one long poll on each.
-
-The hot path is `Connection.data_received`: feed the parser, stamp the time when the
-response is complete. Validating bodies happens after the measured window.
-"""
+"""The worker side of fan-out and idle memory: many keep-alive connections in one
+process, one long poll on each, every response timed as its last byte arrives
+(`Connection.data_received`); bodies are checked only after the measured window."""
 
 from __future__ import annotations
 
@@ -10,40 +8,61 @@ import asyncio
 import contextlib
 import gc
 import json
-import signal
 from collections import Counter
 from dataclasses import dataclass
-from multiprocessing.connection import Connection as Pipe
 
 from bench.conn import CLOSED, Connection, open_connections
 from bench.http import Response, Target
-from bench.messages import (
-    Closed,
-    Collect,
-    Collected,
-    Command,
-    Exit,
-    Failed,
-    Hello,
-    Reply,
-    Subscribe,
-    Subscribed,
-)
-from bench.system import cpu_seconds, pin, raise_fd_limit, run_async
+from bench.procs import Channel, cpu_seconds
 
 
 @dataclass(frozen=True, slots=True)
-class WorkerConfig:
-    """What one worker process connects to and how."""
+class WaiterConfig:
+    """What one worker process connects to, and the request it sends on each connection."""
 
-    index: int
     target: Target
     request: bytes
-    max_connections: int
-    pin: tuple[int, ...] | None
     connect_concurrency: int
     connect_timeout_s: float
-    max_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe:
+    """Hold `count` connections and send one subscribe request on each."""
+
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribed:
+    """All requests were written; `errors` counts connections that failed to open."""
+
+    sent: int
+    errors: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Collect:
+    """The event was published at `t0_ns`: wait for the responses, then report."""
+
+    t0_ns: int
+    timeout_s: float
+    marker: str
+
+
+@dataclass(frozen=True, slots=True)
+class Collected:
+    """Latencies (ns after t0) of good responses, error counts, CPU in the window, and
+    the socket reads that carried those responses."""
+
+    latencies_ns: list[int]
+    errors: dict[str, int]
+    cpu_s: float
+    last_ns: int
+    reads: int
+
+
+CLOSE = "close"  # close every connection (answered with CLOSE)
 
 
 def classify(response: Response, marker: str) -> str:
@@ -66,53 +85,17 @@ def classify(response: Response, marker: str) -> str:
     return "event missing from response"
 
 
-class Worker:
-    """Serves the coordinator's commands in an event loop."""
+class Waiters:
+    """One process's subscriber connections, and how each one's last request ended."""
 
-    def __init__(self, config: WorkerConfig, pipe: Pipe) -> None:
+    def __init__(self, config: WaiterConfig) -> None:
         self.config = config
-        self.pipe = pipe
         self.conns: list[Connection] = []
         self.waiting: set[Connection] = set()
         self.done = asyncio.Event()
         self.answers: dict[Connection, tuple[Response, int]] = {}
         self.failures: dict[Connection, str] = {}
-        self.queue: asyncio.Queue[Command | None] = asyncio.Queue()
         self.cpu_start = 0.0
-
-    async def run(self) -> None:
-        """Answer commands until Exit, the pipe closes, or the lifetime runs out."""
-        loop = asyncio.get_running_loop()
-        loop.add_reader(self.pipe.fileno(), self._on_pipe)
-        deadline = loop.time() + self.config.max_seconds
-        try:
-            while (left := deadline - loop.time()) > 0:
-                try:
-                    command = await asyncio.wait_for(self.queue.get(), left)
-                except TimeoutError:
-                    break
-                if command is None or isinstance(command, Exit):
-                    break
-                self.pipe.send(await self._handle(command))
-        finally:
-            loop.remove_reader(self.pipe.fileno())
-            await self._close_all()
-
-    def _on_pipe(self) -> None:
-        try:
-            while self.pipe.poll():
-                self.queue.put_nowait(self.pipe.recv())
-        except (EOFError, OSError):
-            asyncio.get_running_loop().remove_reader(self.pipe.fileno())
-            self.queue.put_nowait(None)
-
-    async def _handle(self, command: Command) -> Reply:
-        if isinstance(command, Subscribe):
-            return await self._subscribe(command.count)
-        if isinstance(command, Collect):
-            return await self._collect(command)
-        await self._close_all()
-        return Closed()
 
     def answered(self, conn: Connection, response: Response, now_ns: int) -> None:
         self.answers[conn] = (response, now_ns)
@@ -127,7 +110,7 @@ class Worker:
         if not self.waiting:
             self.done.set()
 
-    async def _subscribe(self, count: int) -> Subscribed:
+    async def subscribe(self, count: int) -> Subscribed:
         self.conns = [conn for conn in self.conns if conn.open]
         for extra in self.conns[count:]:
             extra.close()
@@ -155,7 +138,7 @@ class Worker:
         self.cpu_start = cpu_seconds()  # count delivery only, not the writes above
         return Subscribed(sent=len(self.conns), errors=dict(errors))
 
-    async def _collect(self, command: Collect) -> Collected:
+    async def collect(self, command: Collect) -> Collected:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.done.wait(), command.timeout_s)
         cpu = cpu_seconds() - self.cpu_start
@@ -191,7 +174,7 @@ class Worker:
             latencies_ns=latencies, errors=dict(errors), cpu_s=cpu, last_ns=last, reads=reads
         )
 
-    async def _close_all(self) -> None:
+    async def close_all(self) -> None:
         gc.enable()
         for conn in self.conns:
             conn.pending = False
@@ -200,16 +183,17 @@ class Worker:
         await asyncio.sleep(0.05)
 
 
-def worker_main(config: WorkerConfig, pipe: Pipe) -> None:
-    """Entry point of a worker process."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the coordinator decides when to stop
-    pin(config.pin)
-    limit = raise_fd_limit(config.max_connections + 64)
-    pipe.send(Hello(index=config.index, fd_soft=limit.soft, fd_note=limit.note()))
+async def waiters_job(config: WaiterConfig, channel: Channel) -> None:
+    """A worker process: answer Subscribe, Collect and CLOSE until told to stop."""
+    waiters = Waiters(config)
     try:
-        run_async(Worker(config, pipe).run())
-    except Exception as exc:  # report, never hang the coordinator
-        with contextlib.suppress(OSError):
-            pipe.send(Failed(index=config.index, error=f"{type(exc).__name__}: {exc}"))
+        while (command := await channel.receive()) is not None:
+            if isinstance(command, Subscribe):
+                channel.send(await waiters.subscribe(command.count))
+            elif isinstance(command, Collect):
+                channel.send(await waiters.collect(command))
+            else:
+                await waiters.close_all()
+                channel.send(CLOSE)
     finally:
-        pipe.close()
+        await waiters.close_all()
