@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -258,7 +259,7 @@ async def test_redis_outage_and_return(private_redis: RedisServer) -> None:
     manager = LongpollManager(backend=backend)
     async with serve_app(LongpollApp(manager)) as server, http_client(server.url) as client:
         before = await publish(client, "o", "before")
-        waiting = asyncio.create_task(poll(client, category="o", timeout=2))
+        waiting = asyncio.create_task(client.get("/events", params={"category": "o", "timeout": 2}))
         await wait_for_waiters(manager, 1)
         private_redis.stop()
 
@@ -267,8 +268,11 @@ async def test_redis_outage_and_return(private_redis: RedisServer) -> None:
         assert "Redis" in response.json()["error"]
         with pytest.raises(BackendUnavailable):
             await manager.publish("o", "lost")
-        # The waiting subscriber is answered with a timeout, so it retries.
-        assert "timeout" in await asyncio.wait_for(waiting, 10)
+        # No safe resume point can be agreed without Redis: the waiting subscriber
+        # is answered with the error, and retries from its own position.
+        answer = await asyncio.wait_for(waiting, 10)
+        assert answer.status_code == 503
+        assert "Redis" in answer.json()["error"]
         reading = await client.get(
             "/events", params={"category": "o", "timeout": 1, "since_time": -1}
         )
@@ -295,6 +299,35 @@ async def test_redis_outage_and_return(private_redis: RedisServer) -> None:
                 await publish(client, "o", "again")
                 await asyncio.sleep(0.5)
         assert waiting.result()["events"][0]["data"] == "again"
+
+
+async def test_a_timeout_during_a_redis_pause_is_an_error_not_a_resume_point(
+    private_redis: RedisServer,
+) -> None:
+    # A paused Redis (SIGSTOP: a stalled host, a long fork) answers nothing. A timeout
+    # answer's timestamp must be safe to resume from; none can be agreed with Redis,
+    # so the subscriber gets the error and resumes from its own position: it sees
+    # every event once.
+    assert private_redis.process is not None
+    backend = RedisBackend(private_redis.url, key_prefix="pause", health_check_seconds=0.5)
+    manager = LongpollManager(backend=backend)
+    async with serve_app(LongpollApp(manager)) as server, http_client(server.url) as client:
+        first = await publish(client, "p", 1)
+        position = {"since_time": first["timestamp"], "last_id": first["id"]}
+        waiting = asyncio.create_task(
+            client.get("/events", params={"category": "p", "timeout": 1, **position})
+        )
+        await wait_for_waiters(manager, 1)
+        private_redis.process.send_signal(signal.SIGSTOP)
+        try:
+            answer = await asyncio.wait_for(waiting, 20)
+        finally:
+            private_redis.process.send_signal(signal.SIGCONT)
+        assert answer.status_code == 503, answer.text
+        assert "Redis" in answer.json()["error"]
+        second = await publish(client, "p", 2)
+        resumed = await poll(client, category="p", **position)
+        assert [event["id"] for event in resumed["events"]] == [second["id"]]
 
 
 class HeldWakeUps:

@@ -44,7 +44,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from longpoll.backends._group_commit import GroupCommit
-from longpoll.backends.base import Backend, BackendStats, ReadResult, resume_cut
+from longpoll.backends.base import Backend, BackendStats, CategoryStats, ReadResult, resume_cut
 from longpoll.errors import BackendUnavailable
 from longpoll.event import Event, random_event_id
 from longpoll.options import Options
@@ -223,6 +223,18 @@ for _, name in ipairs(names) do
     total = total + redis.call('XLEN', ARGV[1] .. ':s:' .. name)
 end
 return {#names, total}
+"""
+
+# KEYS: categories   ARGV: prefix, limit
+# The categories most recently published to, each followed by its buffered events.
+_CATEGORY_STATS = """
+local names = redis.call('ZREVRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1)
+local listed = {}
+for _, name in ipairs(names) do
+    listed[#listed + 1] = name
+    listed[#listed + 1] = redis.call('XLEN', ARGV[1] .. ':s:' .. name)
+end
+return listed
 """
 
 
@@ -534,21 +546,10 @@ class RedisBackend(Backend):
     async def resume_after_wait(self, categories: Sequence[str]) -> tuple[int, list[Event]]:
         # Taken before any await: the waiter saw every event up to this position.
         seen = self._position
-        try:
-            async with self._unavailable_as_error():
-                last, sequence = await self._resume_script(keys=[self._meta], args=[*seen])
-        except BackendUnavailable as exc:
-            # No safe point can be agreed with Redis: one just before what this
-            # process saw loses nothing. A client that moves to a timeout answer's
-            # timestamp only when it is past its own position (ours, the benchmark)
-            # gets nothing twice from it; one that always takes it may get events
-            # of millisecond `seen[0]` again.
-            logger.warning(
-                "Redis unavailable (%s): answering a waiter with the local resume point %d, "
-                "which may repeat events of millisecond %d to a client that takes it",
-                exc, seen[0] - 1, seen[0],
-            )  # fmt: skip
-            return seen[0] - 1, []
+        # Without Redis no safe point can be agreed: the error is the answer, and
+        # the client asks again from its own position.
+        async with self._unavailable_as_error():
+            last, sequence = await self._resume_script(keys=[self._meta], args=[*seen])
         if int(sequence) <= seen[1]:
             return int(last), []
         # Events stored in Redis but not yet delivered here: the waiter must get them,
@@ -580,6 +581,15 @@ class RedisBackend(Backend):
                 keys=[self._categories], args=[self._prefix]
             )
         return BackendStats(categories=int(categories), buffered_events=int(buffered))
+
+    async def category_stats(self, limit: int) -> list[CategoryStats]:
+        script = self._redis().register_script(_CATEGORY_STATS)
+        async with self._unavailable_as_error():
+            listed = await script(keys=[self._categories], args=[self._prefix, limit])
+        return [
+            CategoryStats(name.decode("utf-8", "replace"), int(count))
+            for name, count in zip(listed[::2], listed[1::2], strict=True)
+        ]
 
     async def _listen(self) -> None:
         """Wake this process's waiters from the log, over one connection, forever."""
