@@ -42,13 +42,33 @@
  * with basic authentication or an Authorization header in extraRequestHeaders.
  *
  *   token: async () => (await fetch("/my-token")).text(),
+ *
+ * `transport` says how events come: "longpoll" (the default, golongpoll's way: one
+ * request per batch of events), "sse" (one Server-Sent Events stream that stays open,
+ * read with fetch so that it carries the same headers and token as a poll), or
+ * "auto" (a stream where the browser can read one and it gets through, long polling
+ * otherwise). Whichever way, the client resumes from the last event it delivered
+ * (client.sinceTime, client.lastId), so a switch or a reconnection neither skips nor
+ * repeats an event while the server buffers that position. With "auto", a stream that
+ * fails to open is followed at once by a poll: if the poll gets through, the client
+ * long-polls and tries a stream again after five minutes; if not, the failure is
+ * reported and the next attempt is a stream. A stream that was open and ends (the
+ * server shut down, the connection broke, or nothing came for pollTimeoutSeconds +
+ * 15 s) is reopened after the server's `retry` time without a call to onFailure;
+ * a stream that cannot be opened is a failure like a failed poll.
  */
 var longpoll = (function () {
   "use strict";
 
-  // Seconds to wait for an answer beyond the poll's own timeout before giving up on it.
+  // Seconds to wait for an answer beyond the poll's own timeout before giving up on it;
+  // also how long a stream may take to send its first bytes.
   const ANSWER_MARGIN_SECONDS = 15;
   const MAX_CATEGORY_BYTES = 1024;
+  const TRANSPORTS = ["longpoll", "sse", "auto"];
+  // Before a stream that ended is reopened, until the server says (`retry:`).
+  const STREAM_RETRY_SECONDS = 2;
+  // With transport "auto", how long to long-poll after a stream failed before trying one again.
+  const STREAM_RECHECK_SECONDS = 300;
 
   const DEFAULTS = {
     subscribeUrl: undefined,
@@ -69,6 +89,7 @@ var longpoll = (function () {
     token: undefined,
     extraRequestHeaders: [],
     loggingEnabled: false,
+    transport: "longpoll",
   };
 
   /** A failed request: `status` is the HTTP status (0 when there was no answer). */
@@ -248,7 +269,80 @@ var longpoll = (function () {
     if (typeof config.loggingEnabled !== "boolean") {
       throw optionError("loggingEnabled", "must be true or false");
     }
+    if (!TRANSPORTS.includes(config.transport)) {
+      throw optionError("transport", `must be one of ${TRANSPORTS.map((t) => `"${t}"`).join(", ")}`);
+    }
+    if (config.transport === "sse" && !canStream()) {
+      throw optionError("transport", '"sse" needs fetch with readable streams: use "auto"');
+    }
     return config;
+  }
+
+  // True if this browser can read a response as it arrives (what a stream needs).
+  function canStream() {
+    return (
+      typeof ReadableStream === "function" &&
+      typeof TextDecoder === "function" &&
+      typeof AbortController === "function"
+    );
+  }
+
+  // The position an event id of a stream names: "<timestamp>:<event id>", or
+  // "<timestamp>" alone (a point to resume from); null if it is neither.
+  function streamPosition(text) {
+    const [timestamp, id] = text.split(":", 2);
+    if (!/^-?\d{1,19}$/.test(timestamp) || !Number.isSafeInteger(Number(timestamp))) return null;
+    return { sinceTime: Number(timestamp), lastId: id || undefined };
+  }
+
+  // Reads the text/event-stream format: `onBlock({id, event, data})` for each block
+  // (data undefined when the block had none), `onRetry(milliseconds)` for a retry field.
+  class StreamParser {
+    constructor(onBlock, onRetry) {
+      this.onBlock = onBlock;
+      this.onRetry = onRetry;
+      this.decoder = new TextDecoder(); // drops a leading byte order mark
+      this.rest = "";
+      this.block = {};
+    }
+
+    push(bytes) {
+      const text = this.rest + this.decoder.decode(bytes, { stream: true });
+      const ends = /\r\n|\r|\n/g;
+      let start = 0;
+      let match;
+      while ((match = ends.exec(text)) !== null) {
+        // A CR that ends the chunk may be the first half of a CRLF.
+        if (match[0] === "\r" && match.index === text.length - 1) break;
+        this._line(text.slice(start, match.index));
+        start = ends.lastIndex;
+      }
+      this.rest = text.slice(start);
+    }
+
+    _line(line) {
+      if (line === "") {
+        const block = this.block;
+        this.block = {};
+        if (block.data !== undefined || block.id !== undefined) this.onBlock(block);
+        return;
+      }
+      if (line[0] === ":") return; // a comment: the server's keep-alive
+      const colon = line.indexOf(":");
+      const field = colon < 0 ? line : line.slice(0, colon);
+      let value = colon < 0 ? "" : line.slice(colon + 1);
+      if (value[0] === " ") value = value.slice(1);
+      const block = this.block;
+      if (field === "data") {
+        block.data = block.data === undefined ? value : `${block.data}\n${value}`;
+      } else if (field === "event") {
+        block.event = value;
+      } else if (field === "id" && !value.includes("\0")) {
+        block.id = value;
+      } else if (field === "retry" && /^\d{1,9}$/.test(value)) {
+        this.onRetry(Number(value));
+      }
+    }
   }
 
   function basicAuthorization(username, password) {
@@ -284,6 +378,16 @@ var longpoll = (function () {
       this.running = true;
       this._controller = null;
       this._wake = null;
+      // Whether the next attempt opens a stream, rather than a poll.
+      this._streaming = config.transport === "sse" || (config.transport === "auto" && canStream());
+      this._streamFailed = false; // "auto": a stream just failed to open; a poll tells why
+      this._pollingSince = undefined; // "auto": since when it long-polls as streams failed
+      this._streamRetrySeconds = STREAM_RETRY_SECONDS;
+    }
+
+    /** How events come now: "sse" or "longpoll" (with transport "auto", it may change). */
+    get activeTransport() {
+      return this._streaming ? "sse" : "longpoll";
     }
 
     /** Stop polling: the request in flight is aborted at once, and no callback follows. */
@@ -408,10 +512,11 @@ var longpoll = (function () {
       }
     }
 
-    _pollUrl() {
+    // The subscribe URL from the client's position: a poll's with `timeout`, else a stream's.
+    _pollUrl(timeout = true) {
       const url = new URL(this.subscribeUrl);
       for (const category of this.categories) url.searchParams.append("category", category);
-      url.searchParams.set("timeout", String(this.pollTimeoutSeconds));
+      if (timeout) url.searchParams.set("timeout", String(this.pollTimeoutSeconds));
       if (this.sinceTime !== undefined) {
         url.searchParams.set("since_time", String(this.sinceTime));
         if (this.lastId !== undefined) url.searchParams.set("last_id", this.lastId);
@@ -442,14 +547,28 @@ var longpoll = (function () {
     async _run() {
       let failures = 0;
       while (this.running) {
+        const streaming = this._streaming;
         let outcome;
         try {
-          outcome = await this._poll();
+          outcome = streaming ? await this._stream() : await this._poll();
         } catch (error) {
           if (!this.running) return;
           if (!(error instanceof LongpollError)) throw error;
+          if (streaming && this.transport === "auto") {
+            // A poll may get through where a stream does not (a proxy holding streams
+            // back, a server without them): one goes at once, from the same position.
+            this.log(`stream failed: ${error.message}: long polling`);
+            this._streaming = false;
+            this._streamFailed = true;
+            continue;
+          }
+          if (this._streamFailed) {
+            // Polls fail too: the stream was not at fault, so the next attempt is one.
+            this._streamFailed = false;
+            this._streaming = true;
+          }
           failures += 1;
-          this.log(`poll failed: ${error.message}`);
+          this.log(`${streaming ? "stream" : "poll"} failed: ${error.message}`);
           let again = true;
           try {
             again = this.onFailure(error.message, error.status);
@@ -467,9 +586,28 @@ var longpoll = (function () {
           continue;
         }
         failures = 0;
+        if (!streaming && this.transport === "auto") this._polled();
         if (outcome === "events" && this.successWaitSeconds > 0 && this.running) {
           await this._sleep(this.successWaitSeconds);
+        } else if (outcome === "ended" && this.running) {
+          await this._sleep(this._streamRetrySeconds);
         }
+      }
+    }
+
+    // With transport "auto", after a poll that got through: stay with polls after a
+    // stream failed, and try a stream again once they have served long enough.
+    _polled() {
+      if (this._streamFailed) {
+        this._streamFailed = false;
+        this._pollingSince = Date.now();
+        this.log("streams do not get through: long polling");
+      } else if (
+        this._pollingSince !== undefined &&
+        Date.now() - this._pollingSince >= STREAM_RECHECK_SECONDS * 1000
+      ) {
+        this._pollingSince = undefined;
+        this._streaming = true;
       }
     }
 
@@ -535,6 +673,119 @@ var longpoll = (function () {
         throw new LongpollError(`unexpected response: ${text.slice(0, 200)}`, 200, text);
       }
       throw new LongpollError(failureMessage("request", response.status, text), response.status, text);
+    }
+
+    // Opens a stream (a 401 to a token function's token is sent once more, as in _send)
+    // and checks its answer; throws a LongpollError if it is not a stream.
+    async _openStream(signal) {
+      for (let attempt = 1; ; attempt++) {
+        const headers = this._headers(await this._token());
+        headers.set("Accept", "text/event-stream");
+        const request = { headers, signal, cache: "no-store" };
+        const response = await fetch(this._pollUrl(false), request);
+        const type = response.headers.get("Content-Type") || "";
+        if (response.status === 200 && type.startsWith("text/event-stream") && response.body) {
+          return response;
+        }
+        const text = await response.text();
+        if (response.status === 401 && typeof this.token === "function" && attempt === 1) {
+          this.log("the server refused the token (401): trying once more with a fresh one");
+          continue;
+        }
+        if (response.status === 200) {
+          const message = `the server does not stream events (it answered ${type || "no type"})`;
+          throw new LongpollError(message, 200, text);
+        }
+        throw new LongpollError(failureMessage("stream", response.status, text), response.status, text);
+      }
+    }
+
+    // One stream: delivers its events until it ends. Returns "ended" once a stream that
+    // sent something ends, or "stopped"; throws a LongpollError if it could not be
+    // opened (nothing came within ANSWER_MARGIN_SECONDS counts) or sent a bad event.
+    async _stream() {
+      const controller = new AbortController();
+      let silent = false;
+      let timer;
+      const silenceLimit = (seconds) => {
+        clearTimeout(timer);
+        timer = setTimeout(() => {
+          silent = true;
+          controller.abort();
+        }, seconds * 1000);
+      };
+      silenceLimit(ANSWER_MARGIN_SECONDS);
+      this._controller = controller;
+      let opened = false;
+      const parser = new StreamParser(
+        (block) => this._streamBlock(block),
+        (milliseconds) => {
+          this._streamRetrySeconds = Math.min(milliseconds / 1000, this.maxReattemptWaitSeconds);
+        },
+      );
+      try {
+        const response = await this._openStream(controller.signal);
+        const reader = response.body.getReader();
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (!this.running) return "stopped";
+          if (done) break;
+          if (!opened) this.log("stream open");
+          opened = true;
+          silenceLimit(this.pollTimeoutSeconds + ANSWER_MARGIN_SECONDS);
+          parser.push(value);
+          if (!this.running) return "stopped";
+        }
+      } catch (error) {
+        if (!this.running) return "stopped";
+        if (error instanceof LongpollError) throw error;
+        const reason = silent ? "the stream sent nothing in time" : error.message;
+        if (!opened) throw new LongpollError(`request failed: ${reason}`, 0, "");
+        this.log(`stream lost: ${reason}`);
+        return "ended";
+      } finally {
+        clearTimeout(timer);
+        this._controller = null;
+        if (!controller.signal.aborted) controller.abort(); // lets the connection go
+      }
+      if (!opened) throw new LongpollError("request failed: the stream ended at once", 0, "");
+      this.log("stream ended");
+      return "ended";
+    }
+
+    // One block of a stream: an event, the gap signal, or a position to resume from.
+    _streamBlock(block) {
+      if (!this.running) return;
+      if (block.data === undefined) {
+        const position = streamPosition(block.id);
+        if (position) {
+          this.sinceTime = position.sinceTime;
+          this.lastId = position.lastId;
+        }
+        return;
+      }
+      let event = null;
+      try {
+        event = JSON.parse(block.data);
+      } catch (error) {
+        // handled below
+      }
+      const isObject = event !== null && typeof event === "object";
+      if (block.event === "missed" && isObject && event.missed === true && !("category" in event)) {
+        this._gap(event);
+        return;
+      }
+      if (!isObject || !Number.isSafeInteger(event.timestamp) || typeof event.id !== "string") {
+        const text = block.data.slice(0, 200);
+        throw new LongpollError(`unexpected event in the stream: ${text}`, 200, block.data);
+      }
+      this.sinceTime = event.timestamp;
+      this.lastId = event.id;
+      try {
+        this.onEvent(event);
+      } catch (error) {
+        report(error);
+      }
     }
 
     // The server dropped events after our position before we could get them.
