@@ -52,11 +52,14 @@ from longpoll.limits import ClientCounts, ClientLimits
 from longpoll.manager import LongpollManager
 from longpoll.metrics import Metrics
 from longpoll.sse import stream_subscription, wants_stream
-from longpoll.subscription import Subscription, parse_subscription
+from longpoll.subscription import Subscription, parse_subscription, query_pairs
 from longpoll.types import Message, Receive, Scope, Send
 from longpoll.waiting import Batch
 
 logger = logging.getLogger("longpoll.asgi")
+
+CATEGORIES_LISTED = 1000
+"""The most categories `GET /stats?categories=1` lists."""
 
 
 class SubscribeHandler:
@@ -368,10 +371,15 @@ class LongpollApp:
         self.access.check_operations(request)
         check_method(request.method, *READ_METHODS)
         if endpoint is Endpoint.STATS:
+            detailed = _lists_categories(request.query)
             stats = await self.manager.stats()
             stats = dataclasses.replace(
                 stats, waiting_subscribers=self.metrics.waiting_everywhere()
             )
+            if detailed:
+                listed = await self.manager.category_stats(CATEGORIES_LISTED)
+                body = {**dataclasses.asdict(stats), "categories_detail": listed}
+                return json_response(200, orjson.dumps(body))
             return json_response(200, orjson.dumps(stats))
         if endpoint is Endpoint.METRICS:
             return await self.metrics.response()
@@ -401,3 +409,17 @@ class LongpollApp:
                 await self.manager.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _lists_categories(query: bytes) -> bool:
+    """True if a stats request asks for the categories (`?categories=1`); raises the
+    400 error for a value other than 1, true, 0 or false."""
+    if b"categories" not in query:
+        return False
+    asked = False
+    for key, value in query_pairs(query.decode("utf-8", "surrogateescape")):
+        if key == "categories":
+            if value not in ("1", "true", "0", "false"):
+                raise HttpError(400, "categories must be 1 (list them) or 0")
+            asked = value in ("1", "true")
+    return asked

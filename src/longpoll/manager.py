@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from longpoll.backends.base import Backend, EventCounts, ReadResult
+from longpoll.backends.base import Backend, CategoryStats, EventCounts, ReadResult
 from longpoll.backends.memory import MemoryBackend
 from longpoll.errors import ManagerClosed, PersistenceFailed
 from longpoll.event import Event, check_category, encode_data
@@ -457,6 +457,28 @@ class LongpollManager:
         return ManagerStats(
             backend.categories, backend.buffered_events, self._waiters.count, backend.buffered_bytes
         )
+
+    async def category_stats(self, limit: int = 1000) -> list[CategoryStats]:
+        """Per category, sorted by name: its buffered events and the subscribers of
+        this process waiting for it.
+
+        Lists the `limit` categories most recently published to, then categories
+        that subscribers wait for without events, up to `limit` in all.
+        """
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, not {limit!r}")
+        stored = await self._backend.category_stats(limit)
+        waiting = self._waiters.count_by_category()
+        listed = {
+            each.name: dataclasses.replace(each, waiting_subscribers=waiting.get(each.name, 0))
+            for each in stored
+        }
+        for name, count in waiting.items():
+            if len(listed) >= limit:
+                break
+            if name not in listed:
+                listed[name] = CategoryStats(name, 0, count)
+        return sorted(listed.values(), key=lambda stats: stats.name)
 
     def _check_running(self) -> None:
         if self._state is not _State.RUNNING:

@@ -257,6 +257,10 @@ class WaiterRegistry:
             if self.remove(waiter):
                 self._on_expire(waiter, True)
 
+    def count_by_category(self) -> dict[str, int]:
+        """How many waiters wait for each category that has any."""
+        return {category: len(waiters) for category, waiters in self._by_category.items()}
+
     async def wait_until_empty(self) -> None:
         """Return once no waiter is registered."""
         if self._count:

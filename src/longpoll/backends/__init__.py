@@ -6,13 +6,20 @@ imported only when first used.
 
 from typing import TYPE_CHECKING, Any
 
-from longpoll.backends.base import Backend, BackendStats, ReadResult
+from longpoll.backends.base import Backend, BackendStats, CategoryStats, ReadResult
 from longpoll.backends.memory import MemoryBackend
 
 if TYPE_CHECKING:
     from longpoll.backends.redis import RedisBackend
 
-__all__ = ["Backend", "BackendStats", "MemoryBackend", "ReadResult", "RedisBackend"]
+__all__ = [
+    "Backend",
+    "BackendStats",
+    "CategoryStats",
+    "MemoryBackend",
+    "ReadResult",
+    "RedisBackend",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -42,6 +42,16 @@ class BackendStats:
     """Bytes of the buffered events' JSON, where the backend keeps count."""
 
 
+@dataclass(frozen=True, slots=True)
+class CategoryStats:
+    """What one category holds: its buffered events, and the subscribers waiting
+    for it in this process (always 0 from a backend, which knows none)."""
+
+    name: str
+    buffered_events: int
+    waiting_subscribers: int = 0
+
+
 AFTER_ALL_OF_A_MILLISECOND = 2**63
 """A sequence number above every event's: (ms, this) is a position after all of ms."""
 
@@ -173,6 +183,11 @@ class Backend(ABC):
     @abstractmethod
     async def stats(self) -> BackendStats:
         """Count what is stored."""
+
+    async def category_stats(self, limit: int) -> list[CategoryStats]:
+        """The buffered events of the `limit` categories most recently published to,
+        in any order; by default none (a backend that cannot tell)."""
+        return []
 
     async def ping(self) -> None:  # noqa: B027 (a store in this process is always there)
         """Raise `BackendUnavailable` if the store cannot be reached now."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import math
 import time
 import uuid
@@ -13,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
 from typing import Any
 
-from longpoll.backends.base import Backend, BackendStats, ReadResult, resume_cut
+from longpoll.backends.base import Backend, BackendStats, CategoryStats, ReadResult, resume_cut
 from longpoll.errors import StoreFull
 from longpoll.event import Event
 from longpoll.options import Options
@@ -69,6 +70,13 @@ class _Category:
         self.events: deque[Event] = deque()
         # The newest event dropped for size or age: a resume position before it missed events.
         self.evicted: Event | None = None
+
+
+def _newest_position(item: tuple[str, _Category]) -> tuple[int, int]:
+    """The position of a category's newest event, buffered or dropped."""
+    category = item[1]
+    newest = category.events[-1] if category.events else category.evicted
+    return _position(newest) if newest is not None else (-(2**63), 0)
 
 
 class MemoryBackend(Backend):
@@ -256,6 +264,12 @@ class MemoryBackend(Backend):
             buffered_events=self._buffered,
             buffered_bytes=self._bytes,
         )
+
+    async def category_stats(self, limit: int) -> list[CategoryStats]:
+        categories: Iterable[tuple[str, _Category]] = self._categories.items()
+        if len(self._categories) > limit:
+            categories = heapq.nlargest(limit, categories, key=_newest_position)
+        return [CategoryStats(name, len(category.events)) for name, category in categories]
 
     def _left(self, event: Event) -> None:
         """Account for `event` leaving the buffers."""
