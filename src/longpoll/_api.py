@@ -238,6 +238,8 @@ class Endpoint(enum.Enum):
     METRICS = "metrics"
     CLIENT = "client"
     CLIENT_MODULE = "client module"
+    CONSOLE = "console"
+    """The console page and its files (see `CONSOLE_FILES`)."""
     NONE = "none"
     """No endpoint: a path that serves nothing (404)."""
 
@@ -250,11 +252,15 @@ OPERATIONS = frozenset({Endpoint.STATS, Endpoint.HEALTH, Endpoint.READY, Endpoin
 """The endpoints for operators (and their tools), not for subscribers and publishers."""
 
 
+CONSOLE_FILES = ("/console.css", "/console.js", "/longpoll.js")
+"""The console page's files, at its path (without a trailing `/`) plus these."""
+
+
 class Routes:
     """Which endpoint each path serves; a path of None leaves its endpoint out.
 
     A client path ending in `.js` also serves the ES module form at the same
-    path ending in `.mjs`.
+    path ending in `.mjs`; the console's path also serves its `CONSOLE_FILES`.
     """
 
     def __init__(self, paths: Mapping[Endpoint, str | None]) -> None:
@@ -262,6 +268,10 @@ class Routes:
         client_path = paths.get(Endpoint.CLIENT)
         if client_path is not None and client_path.endswith(".js"):
             pairs.append((Endpoint.CLIENT_MODULE, client_path.removesuffix(".js") + ".mjs"))
+        console_path = paths.get(Endpoint.CONSOLE)
+        if console_path is not None:
+            base = console_path.rstrip("/")
+            pairs += [(Endpoint.CONSOLE, base + name) for name in CONSOLE_FILES]
         self._endpoints: dict[str, Endpoint] = {}
         for endpoint, path in pairs:
             if path is None:

@@ -453,6 +453,9 @@ class HttpConnection(asyncio.Protocol):
             self._spawn(self._finish(app.operations_response(endpoint, request)))
         elif endpoint is _CLIENT:
             self._respond(app.client.respond(request))
+        elif endpoint is Endpoint.CONSOLE:
+            assert app.console is not None
+            self._respond(app.console.respond(request))
         else:
             self._respond(app.client_module.respond(request))
 

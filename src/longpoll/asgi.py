@@ -46,6 +46,7 @@ from longpoll._http import (
 )
 from longpoll.access import AccessPolicy, with_headers
 from longpoll.browser import BrowserClientHandler
+from longpoll.console import ConsoleHandler
 from longpoll.errors import BackendUnavailable, ManagerClosed
 from longpoll.event import Event
 from longpoll.limits import ClientCounts, ClientLimits
@@ -250,7 +251,9 @@ class LongpollApp:
     address may do. A subscribe request that accepts `text/event-stream` gets a
     Server-Sent Events stream, as does every request to `stream_path`; a stream
     sends a comment every `stream_heartbeat_seconds` to keep proxies from
-    closing it. `longpoll serve` runs this app on longpoll's own HTTP/1.1 server.
+    closing it. `console_path` serves the console page for operators
+    (`longpoll.console`), none by default. `longpoll serve` runs this app on
+    longpoll's own HTTP/1.1 server.
     """
 
     def __init__(
@@ -265,6 +268,7 @@ class LongpollApp:
         ready_path: str | None = "/readyz",
         metrics_path: str | None = "/metrics",
         client_path: str | None = "/longpoll.js",
+        console_path: str | None = None,
         body_timeout_seconds: float = 30.0,
         stream_heartbeat_seconds: float = 15.0,
         access: AccessPolicy | None = None,
@@ -295,6 +299,7 @@ class LongpollApp:
                 Endpoint.READY: ready_path,
                 Endpoint.METRICS: metrics_path,
                 Endpoint.CLIENT: client_path,
+                Endpoint.CONSOLE: console_path,
             }
         )
         self._subscribe, self._stream = (
@@ -315,6 +320,15 @@ class LongpollApp:
         )
         self.client = BrowserClientHandler()
         self.client_module = BrowserClientHandler(module=True)
+        self.console = None
+        if console_path is not None:
+            self.console = ConsoleHandler(
+                console_path,
+                subscribe_path=subscribe_path,
+                publish_path=publish_path,
+                stats_path=stats_path,
+                metrics_path=metrics_path,
+            )
         self.metrics = Metrics(manager)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -363,6 +377,9 @@ class LongpollApp:
             await send_response(send, response)
         elif endpoint is Endpoint.CLIENT:
             await send_answer(scope, send, self.client.respond)
+        elif endpoint is Endpoint.CONSOLE:
+            assert self.console is not None
+            await send_answer(scope, send, self.console.respond)
         else:
             await send_answer(scope, send, self.client_module.respond)
 

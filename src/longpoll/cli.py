@@ -121,6 +121,12 @@ def build_parser() -> _Parser:
     for flag, default, what in _OPERATIONS_PATHS:
         serve.add_argument(flag, default=default, help=f"path of {what}; off: none")
     serve.add_argument(
+        "--console-path",
+        default="/console",
+        help="path of the console, a page for operators (its data comes through the "
+        "endpoints above, with their tokens); off: none",
+    )
+    serve.add_argument(
         "--max-buffer",
         type=int,
         default=_DEFAULTS.max_event_buffer_size,
@@ -404,7 +410,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from longpoll.server import bind_socket
 
-    path_flags = ["--subscribe-path", "--publish-path", *(flag for flag, *_ in _OPERATIONS_PATHS)]
+    path_flags = [
+        "--subscribe-path",
+        "--publish-path",
+        *(flag for flag, *_ in _OPERATIONS_PATHS),
+        "--console-path",
+    ]
     for flag in path_flags:
         name = flag.removeprefix("--").replace("-", "_")
         path = getattr(args, name)
@@ -500,6 +511,7 @@ def _build_app(args: argparse.Namespace, addon: AddOn | None) -> LongpollApp:
         health_path=args.healthz_path,
         ready_path=args.readyz_path,
         metrics_path=args.metrics_path,
+        console_path=args.console_path,
         body_timeout_seconds=args.body_timeout,
         access=access,
         client_limits=ClientLimits(
