@@ -1,191 +1,140 @@
-"""Command line: ``python -m bench SCENARIO [options]``, ``python -m bench report ...``
-or ``python -m bench suite`` (every scenario against every server, then docs/benchmarks.md).
-
-Scenarios: fanout, idle-memory, publish, publish-persist, catchup, stream. Against a
-server with access control, set LONGPOLL_PUBLISH_TOKEN and LONGPOLL_SUBSCRIBE_SECRET as it
-has them: every publish then sends the token, every subscribe a token signed with the secret.
+"""Command line: ``python -m bench SCENARIO [options]`` (one scenario against one server),
+``python -m bench suite`` (every scenario against every server, then docs/benchmarks.md)
+or ``python -m bench report ...``. Against a server with access control, set
+LONGPOLL_PUBLISH_TOKEN and LONGPOLL_SUBSCRIBE_SECRET as it has them: every publish then
+sends the token, every subscribe a token signed with the secret.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
+import functools
+import os
+import shlex
 import signal
 import sys
-import uuid
-from collections.abc import Callable
+import tempfile
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
+from typing import Any
+
+import psutil
 
 from bench import progress
 from bench.credentials import Credentials, refused
-from bench.fanout import run_fanout
-from bench.http import HTTPError, TargetError, parse_target
-from bench.memory import run_idle_memory
-from bench.options import RunOptions
-from bench.procs import WorkerError, parse_cores, pin, raise_fd_limit
-from bench.publish_cli import add_publish_parsers, main_publish
-from bench.read_cli import add_read_parsers, main_read
-from bench.report import fanout_table, memory_table, write_json
-from bench.suite_cli import add_suite_parser, main_suite
+from bench.external import Other, parse_others, placement, reachable
+from bench.http import HTTPError, parse_target
+from bench.launch import serve_variant
+from bench.machine import load_average, machine_facts
+from bench.page import Record, write_page
+from bench.plan import FULL, QUICK
+from bench.procs import parse_cores, pin, raise_fd_limit
+from bench.report import write_json
+from bench.settings import (
+    Catchup,
+    Fanout,
+    IdleMemory,
+    Publish,
+    PublishPersist,
+    Scenario,
+    Server,
+    Stream,
+)
+from bench.suite import OWN, RUNNERS, Suite
 from bench.summary import write_report
+
+# each scenario's settings, and which of the options that say where the server is it takes
+SCENARIOS: dict[str, tuple[type[Scenario], str]] = {
+    "fanout": (Fanout, "events stats"),
+    "idle-memory": (IdleMemory, "events stats"),
+    "publish": (Publish, ""),
+    "publish-persist": (PublishPersist, "none"),
+    "catchup": (Catchup, "events start"),
+    "stream": (Stream, "events stats start"),
+}
 
 
 class RunTimeout(Exception):
     """The whole run exceeded --max-seconds."""
 
 
-def _sizes(text: str) -> list[int]:
-    sizes = [int(part) for part in text.split(",") if part.strip()]
-    if not sizes or min(sizes) < 1:
-        raise argparse.ArgumentTypeError("sizes must be positive integers, e.g. 1000,5000")
-    return sizes
-
-
-def _common(parser: argparse.ArgumentParser) -> None:
-    add = parser.add_argument
+def _server_options(add: Callable[..., Any], takes: str) -> None:
+    """The options that say where the server is (`takes`: which of the optional ones)."""
     add("--url", default="http://127.0.0.1:8101", help="server base URL (loopback only)")
-    add("--events-path", default="/events", help="subscribe path under the base URL")
+    if "events" in takes:
+        add("--events-path", default="/events", help="subscribe path under the base URL")
     add("--publish-path", default="/publish", help="publish path under the base URL")
-    add("--stats-url", help="URL of JSON stats with 'waiting_subscribers' (e.g. .../stats)")
-    add("--category", help="category to use (default: a fresh random one)")
-    add(
-        "--procs",
-        type=int,
-        help="load-generator worker processes (default: one per --pin core, else 2)",
-    )
-    add("--pin", help="pin generator processes to these cores, e.g. 1 or 1,2")
-    add("--poll-timeout", type=int, default=100, help="subscribe timeout= seconds")
-    add("--settle", type=float, default=3.0, help="seconds to wait for waiters without stats")
-    add("--settle-timeout", type=float, default=60.0, help="max seconds to poll stats")
-    add("--collect-timeout", type=float, default=30.0, help="max seconds to wait for deliveries")
-    add("--connect-concurrency", type=int, default=256, help="connects in flight per process")
-    add("--connect-timeout", type=float, default=10.0, help="seconds per connect attempt")
-    add("--payload-bytes", type=int, default=0, help="padding added to the event data")
+    if "stats" in takes:
+        add("--stats-url", help="URL of JSON stats with 'waiting_subscribers' (e.g. .../stats)")
     add("--server-pid", type=int, help="server process id (CPU and RSS of its tree)")
-    add("--max-seconds", type=float, default=1800.0, help="stop the whole run after this")
-    add("--json", type=Path, help="also write the results as JSON to this file")
+    if "start" in takes:
+        add("--server-core", type=int, help="start a fresh `longpoll serve --port 0` on this "
+            "core instead of using --url")  # fmt: skip
+        add("--serve-flags", default="", help="flags for that server, e.g. '--ttl 60'")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with one subcommand per scenario."""
+    """The argument parser: one subcommand per scenario, and `report` and `suite`."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
         "--no-progress", action="store_true", help="no progress bar (none when not a terminal)"
     )
-    scenarios = parser.add_subparsers(dest="scenario", required=True)
-    fanout = scenarios.add_parser("fanout", help="one publish to N waiting subscribers")
-    _common(fanout)
-    fanout.add_argument("--sizes", type=_sizes, default=[1000, 5000, 10000], help="N values")
-    fanout.add_argument("--rounds", type=int, default=3, help="rounds per N (default 3)")
-    memory = scenarios.add_parser("idle-memory", help="server RSS per waiting subscriber")
-    _common(memory)
-    memory.add_argument("--waiters", type=int, default=10000, help="waiting subscribers")
-    memory.add_argument("--warmup", type=int, default=100, help="warm-up round size (0: none)")
-    memory.add_argument("--hold", type=float, default=1.0, help="seconds to hold before RSS")
-    add_publish_parsers(scenarios)
-    add_read_parsers(scenarios)
-    report = scenarios.add_parser(
-        "report", help="a Markdown table and PNG plots from result JSON files"
-    )
+    commands = parser.add_subparsers(dest="scenario", required=True)
+    for name, (settings, takes) in SCENARIOS.items():
+        doc = (settings.__doc__ or "").splitlines()[0]
+        add = commands.add_parser(name, help=doc, description=doc).add_argument
+        if takes != "none":
+            _server_options(add, takes)
+        for f in dataclasses.fields(settings):
+            if f.metadata.get("cli", True):
+                meta = dict(f.metadata)
+                kind = meta.pop("type") or type(f.default)
+                add(f"--{f.name.replace('_', '-')}", type=kind, default=f.default, **meta)
+        long = name in ("fanout", "idle-memory")
+        add("--max-seconds", type=float, default=1800.0 if long else 600.0,
+            help="stop the whole run after this")  # fmt: skip
+        add("--json", type=Path, help="also write the results as JSON to this file")
+    report = commands.add_parser("report", help="a Markdown table and PNG plots from results")
     report.add_argument("files", nargs="+", metavar="[LABEL=]RESULTS.json", help="--json output")
     report.add_argument("--out", type=Path, required=True, help="directory to write into")
-    add_suite_parser(scenarios)
+    suite = commands.add_parser("suite", help="every scenario against every server variant; "
+                                "writes docs/benchmarks.md").add_argument  # fmt: skip
+    suite("--out-doc", type=Path, default=Path("docs/benchmarks.md"), help="the page to write")
+    suite("--quick", action="store_true", help="tiny sizes and short runs, to check the harness")
+    suite("--server-core", type=int, default=0, help="core for every server and redis-server")
+    suite("--pin", default="1", help="cores for the load generator (default 1)")
+    suite("--max-seconds", type=float, default=900.0, help="stop the whole suite after this")
+    suite("--dir", type=Path, help="where server logs and data files go (default: a temp dir)")
+    suite("--other", action="append", default=[], metavar="NAME=URL[@PID]",
+          help="also measure a server you run (any implementation of the protocol), side by "
+          "side with serve; with its PID, its CPU and memory too (repeatable)")  # fmt: skip
+    suite("--other-paths", action="append", default=[], metavar="NAME=EVENTS,PUBLISH",
+          help="that server's subscribe and publish paths under its URL "
+          "(default /events,/publish)")  # fmt: skip
+    suite("--only", help=f"only these of the suite's own variants (of {','.join(OWN)})")
     return parser
 
 
-def options_from(args: argparse.Namespace) -> RunOptions:
-    """Validate the common arguments into `RunOptions`."""
-    cores = parse_cores(args.pin) if args.pin else None
-    procs = args.procs if args.procs is not None else len(cores) if cores else 2
-    if procs < 1:
-        raise ValueError("--procs must be at least 1")
-    if args.poll_timeout < 1:
-        raise ValueError("--poll-timeout must be at least 1")
-    return RunOptions(
-        target=parse_target(args.url),
-        events_path=args.events_path,
-        publish_path=args.publish_path,
-        stats=parse_target(args.stats_url) if args.stats_url else None,
-        category=args.category or f"bench-{uuid.uuid4().hex[:8]}",
-        procs=procs,
-        pin=cores,
-        poll_timeout_s=args.poll_timeout,
-        settle_s=args.settle,
-        settle_timeout_s=args.settle_timeout,
-        collect_timeout_s=args.collect_timeout,
-        connect_concurrency=args.connect_concurrency,
-        connect_timeout_s=args.connect_timeout,
-        payload_bytes=args.payload_bytes,
-        server_pid=args.server_pid,
-        max_seconds=args.max_seconds,
-        credentials=Credentials.from_env(),
-    )
-
-
-def _on_alarm(signum: int, frame: FrameType | None) -> None:
-    raise RunTimeout("the run exceeded --max-seconds")
-
-
 def main(argv: list[str] | None = None) -> int:
-    """Run one scenario; exit status 1 if any subscriber missed its event, 2 on failure."""
+    """Run one command; exit status 1 if a check failed (a missed event, an error), 2 if
+    something could not run, 130 when interrupted."""
     args = build_parser().parse_args(argv)
     progress.ENABLED = not args.no_progress
     if args.scenario == "report":
-        return _report(args.files, args.out)
+        try:
+            written = write_report(args.files, args.out)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print("\n".join(f"wrote {path}" for path in written))
+        return 0
+    run = _suite if args.scenario == "suite" else _scenario
     if args.scenario == "suite":
-        return main_suite(args)
-    if args.scenario in ("publish", "publish-persist"):
-        return _bounded(main_publish, args)
-    if args.scenario in ("catchup", "stream"):
-        return _bounded(main_read, args)
-    try:
-        opts = options_from(args)
-    except (TargetError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    pin(opts.pin)
-    raise_fd_limit(64)
-    signal.signal(signal.SIGALRM, _on_alarm)
-    signal.alarm(max(1, int(opts.max_seconds)))
-    try:
-        print(opts.credentials.note())
-        if args.scenario == "fanout":
-            fanout = run_fanout(opts, args.sizes, args.rounds)
-            print(fanout_table(fanout))
-            if args.json:
-                write_json(args.json, "fanout", vars(args), fanout)
-            if error := refused(fanout):
-                print(error, file=sys.stderr)
-            return 1 if fanout.failed else 0
-        memory = run_idle_memory(opts, args.waiters, args.warmup, args.hold)
-        print(memory_table(memory))
-        if args.json:
-            write_json(args.json, "idle-memory", vars(args), memory)
-        if error := refused(memory):
-            print(error, file=sys.stderr)
-        return 1 if memory.errors or memory.sent < memory.waiters else 0
-    except (WorkerError, RunTimeout, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    finally:
-        signal.alarm(0)
-
-
-def _report(files: list[str], out: Path) -> int:
-    try:
-        written = write_report(files, out)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print("\n".join(f"wrote {path}" for path in written))
-    return 0
-
-
-def _bounded(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
-    """Run a publish scenario under --max-seconds; exit status 2 when the run fails."""
+        _stop_on_signals()
     signal.signal(signal.SIGALRM, _on_alarm)
     signal.alarm(max(1, int(args.max_seconds)))
     try:
@@ -198,6 +147,132 @@ def _bounded(run: Callable[[argparse.Namespace], int], args: argparse.Namespace)
         return 130
     finally:
         signal.alarm(0)
+
+
+def _on_alarm(signum: int, frame: FrameType | None) -> None:
+    raise RunTimeout("the run exceeded --max-seconds")
+
+
+def _scenario(args: argparse.Namespace) -> int:
+    """One scenario against the server the options give; 1 if anything failed."""
+    settings_type = SCENARIOS[args.scenario][0]
+    names = [f.name for f in dataclasses.fields(settings_type) if hasattr(args, f.name)]
+    settings = settings_type(**{name: getattr(args, name) for name in names})
+    pin(settings.pin)
+    raise_fd_limit(64)
+    credentials = Credentials.from_env()
+    with _server(args, credentials) as (server, note):
+        cores = ",".join(map(str, settings.pin or ()))
+        pinned = f" and the coordinator pinned to core(s) {cores} (sched_setaffinity, as " \
+            f"taskset -c {cores} would)" if cores else ", not pinned"  # fmt: skip
+        print(f"{note}\ngenerator: {settings.processes} process(es){pinned}")
+        if server is not None:
+            print(credentials.note())
+        report = RUNNERS[args.scenario](settings, server)
+    print(report.text())
+    if args.json:
+        url = server.target.url if server else None
+        write_json(args.json, args.scenario, vars(args) | {"server": note, "url": url}, report)
+    if error := refused(report):
+        print(error, file=sys.stderr)
+    return 1 if report.failed else 0
+
+
+@contextlib.contextmanager
+def _server(args: argparse.Namespace, credentials: Credentials) -> Iterator[tuple[Any, str]]:
+    """The server at --url, or a fresh `longpoll serve` on --server-core (stopped after,
+    with `credentials`' publish token and subscribe secret); and what the harness did."""
+    options = vars(args)
+    stats = parse_target(args.stats_url) if options.get("stats_url") else None
+    paths = options.get("events_path", "/events"), options.get("publish_path", "/publish")
+    if args.scenario == "publish-persist":
+        yield None, f"servers started by the harness on core {args.server_core}"
+    elif options.get("server_core") is None:
+        pid = f"pid {args.server_pid}" if args.server_pid else "no --server-pid: no server CPU"
+        server = Server(parse_target(args.url), *paths, stats, args.server_pid, credentials)
+        yield server, f"server at {args.url}, not started by the harness ({pid}; pin it " \
+            "yourself, e.g. taskset -c 0)"  # fmt: skip
+    else:
+        with (
+            tempfile.TemporaryDirectory(prefix="longpoll-bench-") as workdir,
+            serve_variant(
+                shlex.split(args.serve_flags), args.server_core, Path(workdir) / "serve.log",
+                credentials,
+            ) as served,
+        ):  # fmt: skip
+            server = dataclasses.replace(served.server(), events_path=paths[0])
+            server = dataclasses.replace(server, publish_path=paths[1], stats=stats or server.stats)
+            yield server, f"server started by the harness on core {args.server_core}: " \
+                f"{' '.join(served.command)} (pid {served.pid}, {served.url})"  # fmt: skip
+
+
+def _stop_on_signals() -> None:
+    """On SIGINT or SIGTERM: pass SIGINT on to every process the suite started, then unwind
+    (so each server is stopped and each worker reaped on the way out)."""
+    owner = os.getpid()
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        if os.getpid() != owner:  # a forked child: behave as if no handler were set
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        for child in psutil.Process().children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                child.send_signal(signal.SIGINT)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+def _suite(args: argparse.Namespace) -> int:
+    """Run the suite and write the page; 1 if any check failed, 2 if anything could not run."""
+    cores, server_core = parse_cores(args.pin), args.server_core
+    if server_core not in os.sched_getaffinity(0) or server_core in cores:
+        raise ValueError(f"--server-core {server_core} must be an available core, not one of --pin")
+    only = frozenset(OWN if args.only is None else filter(None, args.only.split(",")))
+    if unknown := only - set(OWN):
+        raise ValueError(f"--only: no variant {', '.join(sorted(unknown))} (of {', '.join(OWN)})")
+    others = _others(args.other, args.other_paths, server_core, cores)
+    started, load_before, facts = time.monotonic(), load_average(), machine_facts(server_core)
+    pin(cores)
+    raise_fd_limit(64)
+    plan = QUICK if args.quick else FULL
+    with tempfile.TemporaryDirectory(prefix="longpoll-suite-", dir=args.dir) as workdir:
+        show = functools.partial(print, flush=True)
+        suite = Suite(plan, server_core, cores, Path(workdir), show, only, tuple(others))
+        outcomes = suite.run()
+    elapsed = time.monotonic() - started
+    record = Record(
+        outcomes, suite.variants, plan, args.quick, facts, server_core, cores, load_before,
+        load_average(), elapsed, tuple(other.label for other in others),
+    )  # fmt: skip
+    print("\n".join(f"wrote {path}" for path in write_page(record, args.out_doc)))
+    if problems := [f"{o.label} {o.scenario}" for o in outcomes if o.failed]:
+        print("failed: " + ", ".join(problems), file=sys.stderr)
+    print(f"suite took {elapsed:.0f} s")
+    return 2 if any(o.error for o in outcomes) else 1 if problems else 0
+
+
+def _others(
+    specs: list[str], paths: list[str], server_core: int, cores: tuple[int, ...]
+) -> list[Other]:
+    """The servers given with `--other`, each answering on its URL; a warning for each one
+    that does not run on the server core alone."""
+    others = parse_others(specs, paths, OWN)
+    for other in others:
+        try:
+            reachable(other)
+        except OSError as exc:
+            raise OSError(f"--other {other.label}: nothing answers at {other.url} ({exc})") from exc
+        pinned, where = placement(other, server_core, cores)
+        if not pinned:
+            print(
+                f"warning: --other {other.label}: {where}; the suite does not start, stop "
+                "or pin it: it is measured as found",
+                file=sys.stderr,
+            )
+    return others
 
 
 if __name__ == "__main__":

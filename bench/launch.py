@@ -18,7 +18,8 @@ from pathlib import Path
 
 from bench.credentials import ACCESS_ENV, NO_CREDENTIALS, Credentials
 from bench.http import parse_target
-from bench.server import read_waiting
+from bench.server import ServerPid, read_waiting
+from bench.settings import Server
 
 _PR_SET_PDEATHSIG = 1
 START_TIMEOUT_S = 20.0
@@ -67,6 +68,13 @@ class ServedVariant:
     counts_waiters: bool = True  # `url`/stats answers `waiting_subscribers`
     pinned: bool = True  # alone on the server core: what else used that core is measured
     note: str = ""  # how it ran, where the command does not say
+
+    def server(self, pid: ServerPid | None = None, counts: bool = True) -> Server:
+        """How the scenarios reach it (`pid`: the processes to measure, default its own); they
+        ask its /stats for the waiting subscribers only if it answers that and `counts`."""
+        stats = parse_target(self.url + "/stats") if counts and self.counts_waiters else None
+        target = parse_target(self.url)
+        return Server(target, *self.paths, stats, pid or self.pid, self.credentials)
 
 
 def _start(

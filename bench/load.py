@@ -1,42 +1,44 @@
-"""Closed-loop request load: C keep-alive connections, each sending one fixed request
-after another (the `publish` and `catchup` scenarios).
-
-Every connection sends its next request as soon as the previous one is answered, so
-C requests are always in flight. After a warm-up, completed requests are counted
-over a measured window (bounded in time, and in count by `max_requests`). The
-request bytes are built once; the hot path is `Connection.data_received`.
-"""
+"""Closed-loop load, the `publish` and `catchup` scenarios: C keep-alive connections,
+each sending one fixed request again as soon as the last is answered, so that C are
+always in flight. After a warm-up, answers are counted over a measured window (bounded
+in time, and in count by `max_requests`)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import gc
+import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 from bench.conn import CLOSED, Connection, open_connections
-from bench.http import Response, Target
+from bench.http import (
+    BlockingConnection,
+    HTTPError,
+    Response,
+    Target,
+    fetch,
+    publish_request,
+    subscribe_request,
+)
 from bench.procs import Channel, Workers, cpu_seconds, split
 from bench.progress import Bar
-from bench.server import ServerPid, ServerProcess
-from bench.stats import Latency, merge_counts, summarize
+from bench.server import ServerProcess
+from bench.settings import Catchup, Load, Server
+from bench.stats import Latency, errors_text, fixed, merge_counts, summarize
 
-LEAD_S = 1.5  # from the coordinator's start to the first request: time to fork and connect
 DRAIN_S = 5.0  # after the window, how long to wait for requests still in flight
 EXPECT_WITHIN = 64  # `expect` must appear in this many first bytes of the body
 
 
 @dataclass(frozen=True, slots=True)
 class LoadConfig:
-    """What one load process does; times are `time.monotonic_ns()` values.
+    """What one load process does (times are `time.monotonic_ns()` values); a 200 answer
+    without `expect` in its first bytes counts as the error `unexpected`."""
 
-    `expect`, when not empty, must appear in the first bytes of every 200 answer's
-    body (e.g. b'"events"'); an answer without it counts as the error `unexpected`.
-    """
-
-    index: int
     target: Target
     request: bytes
     expect: bytes
@@ -48,11 +50,9 @@ class LoadConfig:
     max_requests: int
 
 
-@dataclass(frozen=True, slots=True)
-class LoadResult:
-    """One process's count of answered requests inside the measured window."""
+class Counted(NamedTuple):
+    """What one load process counted in the window."""
 
-    completed: int
     latencies_ns: list[int]
     errors: dict[str, int]
     cpu_s: float
@@ -107,10 +107,15 @@ class _Loop:
                 self.done.set()
 
 
-async def _load_process(config: LoadConfig) -> LoadResult:
+async def _sleep_until(ns: int) -> None:
+    await asyncio.sleep(max(0.0, (ns - time.monotonic_ns()) / 1e9))
+
+
+async def load_job(config: LoadConfig, channel: Channel) -> None:
+    """A load process: connect, loop over the window, send what it counted."""
     run = _Loop(config)
     conns = await open_connections([run] * config.connections, config.target, run.errors)
-    await asyncio.sleep(max(0.0, (config.start_ns - time.monotonic_ns()) / 1e9))
+    await _sleep_until(config.start_ns)
     late_ms = max(0.0, (time.monotonic_ns() - config.start_ns) / 1e6)
     gc.collect()
     gc.disable()  # no collector pauses in the window
@@ -118,31 +123,40 @@ async def _load_process(config: LoadConfig) -> LoadResult:
     (run.done.clear if conns else run.done.set)()
     for conn in conns:
         run.send(conn)
-    await asyncio.sleep(max(0.0, (config.measure_from_ns - time.monotonic_ns()) / 1e9))
+    await _sleep_until(config.measure_from_ns)
     cpu_start = cpu_seconds()
-    await asyncio.sleep(max(0.0, (config.end_ns - time.monotonic_ns()) / 1e9))
+    await _sleep_until(config.end_ns)
     cpu = cpu_seconds() - cpu_start
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(run.done.wait(), DRAIN_S)
     gc.enable()
     for conn in conns:
-        conn.pending = False
         conn.close()
     if run.active:
         run.errors["no answer after the window"] += len(run.active)
-    return LoadResult(
-        completed=len(run.latencies),
-        latencies_ns=run.latencies,
-        errors=dict(run.errors),
-        cpu_s=cpu,
-        connected=len(conns),
-        late_ms=late_ms,
-    )
+    channel.send(Counted(run.latencies, dict(run.errors), cpu, len(conns), late_ms))
 
 
-async def load_job(config: LoadConfig, channel: Channel) -> None:
-    """A load process: run, then send the result."""
-    channel.send(await _load_process(config))
+HEADER = (
+    f"{'label':<14} {'req/s':>9} {'ratio':>6} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} "
+    f"{'srv CPU':>7} {'srv us/req':>10} {'gen CPU':>7}  errors"
+)
+
+
+def notes(what: str) -> list[str]:
+    """What a requests/s table's columns mean."""
+    return [
+        "",
+        f"req/s: {what} answered 200 within the measured window, per second",
+        "p50/p99/max ms: request sent -> its answer complete",
+        "srv CPU: server tree CPU over the window, as a share of one core "
+        "(near 100%: the server's core is the limit)",
+        "gen CPU: load generator CPU over the window (near 100% per process: it may limit)",
+    ]
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.0f}%"
 
 
 @dataclass(slots=True)
@@ -170,123 +184,162 @@ class LoadReport:
         """True when a request failed or a connection could not be opened."""
         return bool(self.errors) or self.connected < self.connections
 
+    def line(self, label: str, baseline: float | None = None) -> str:
+        """One line of a requests/s table; `ratio` is req/s over `baseline` req/s."""
+        latency = self.latency or summarize([])
+        ratio = "-" if not baseline else f"{self.requests_per_s / baseline:.2f}"
+        errors = errors_text(self.errors)
+        if self.connected < self.connections:
+            errors += f" (connected {self.connected}/{self.connections})"
+        return (
+            f"{label:<14} {self.requests_per_s:>9.0f} {ratio:>6} {fixed(latency.p50_ms, 2):>7} "
+            f"{fixed(latency.p99_ms, 2):>7} {fixed(latency.max_ms, 2):>7} "
+            f"{_pct(self.server_cpu_share):>7} {fixed(self.server_us_per_request):>10} "
+            f"{_pct(self.gen_cpu_share):>7}  {errors}"
+        )
+
+    def text(self) -> str:
+        """The publish table."""
+        title = f"publish against {self.url}: {self.connections} connections"
+        return "\n".join([title, HEADER, self.line("publish"), *notes("publishes")])
+
 
 def run_load(
-    target: Target,
+    s: Load,
+    server: Server,
     request: bytes,
-    *,
-    connections: int,
-    procs: int,
-    cores: tuple[int, ...] | None,
-    warmup_s: float,
-    duration_s: float,
-    max_requests: int,
-    server_pid: ServerPid | None = None,
-    lead_s: float = LEAD_S,
+    label: str,
     expect: bytes = b"",
     unexpected: str = "unexpected answer",
-    label: str = "requests",
 ) -> LoadReport:
-    """Send `request` back to back on `connections` connections; count what the window saw.
-
-    The first request goes out `lead_s` after the call (time to fork and connect).
-    """
-    if connections < 1 or procs < 1 or duration_s <= 0 or warmup_s < 0:
+    """Send `request` back to back on `s.connections` connections; count what the window
+    saw. The first request goes out `s.lead` s after the call (time to fork and connect)."""
+    if s.connections < 1 or s.procs < 1 or s.duration <= 0 or s.warmup < 0:
         raise ValueError("connections and procs must be at least 1, duration above 0")
-    procs = min(procs, connections)
-    start = time.monotonic_ns() + int(lead_s * 1e9)
-    measure_from = start + int(warmup_s * 1e9)
-    end = measure_from + int(duration_s * 1e9)
+    start = time.monotonic_ns() + int(s.lead * 1e9)
+    measure_from = start + int(s.warmup * 1e9)
+    end = measure_from + int(s.duration * 1e9)
     configs = [
         LoadConfig(
-            index=index,
-            target=target,
-            request=request,
-            expect=expect,
-            unexpected=unexpected,
-            connections=count,
-            start_ns=start,
-            measure_from_ns=measure_from,
-            end_ns=end,
-            max_requests=max(1, max_requests // procs),
+            server.target, request, expect, unexpected, count, start, measure_from, end,
+            max(1, s.max_requests // s.processes),
         )
-        for index, count in enumerate(split(connections, procs))
-    ]
-    server = ServerProcess(server_pid) if server_pid else None
+        for count in split(s.connections, s.processes)
+    ]  # fmt: skip
+    cpu = ServerProcess(server.pid) if server.pid else None
     began = time.monotonic_ns()
-    files = max(c.connections for c in configs) + 64
+    files = configs[0].connections + 64
     with (
-        Workers(load_job, configs, cores, files) as workers,
+        Workers(load_job, configs, s.pin, files) as workers,
         Bar(label, (end - began) / 1e9) as bar,
     ):
         bar.sleep_until(measure_from, began)
-        server_cpu = server.cpu_seconds() if server is not None else 0.0
+        server_cpu = cpu.cpu_seconds() if cpu else 0.0
         bar.sleep_until(end, began)
-        if server is not None:
-            server_cpu = server.cpu_seconds() - server_cpu
+        server_cpu = cpu.cpu_seconds() - server_cpu if cpu else 0.0
         timeout = (end - time.monotonic_ns()) / 1e9 + DRAIN_S + 30
-        results: list[LoadResult] = workers.gather(max(1.0, timeout))
-    latencies = [ns for r in results for ns in r.latencies_ns]
-    completed = sum(r.completed for r in results)
-    report = LoadReport(
-        url=target.url,
-        connections=connections,
-        procs=procs,
-        pin=list(cores) if cores else None,
-        warmup_s=warmup_s,
-        duration_s=duration_s,
+        results: list[Counted] = workers.gather(max(1.0, timeout))
+    completed = sum(len(r.latencies_ns) for r in results)
+    return LoadReport(
+        url=server.target.url,
+        connections=s.connections,
+        procs=s.processes,
+        pin=list(s.pin) if s.pin else None,
+        warmup_s=s.warmup,
+        duration_s=s.duration,
         completed=completed,
-        requests_per_s=completed / duration_s,
-        latency=summarize(latencies),
+        requests_per_s=completed / s.duration,
+        latency=summarize(ns for r in results for ns in r.latencies_ns),
         errors=merge_counts(r.errors for r in results),
         connected=sum(r.connected for r in results),
-        gen_cpu_share=sum(r.cpu_s for r in results) / duration_s,
+        gen_cpu_share=sum(r.cpu_s for r in results) / s.duration,
+        server_cpu_share=server_cpu / s.duration if cpu else None,
+        server_us_per_request=server_cpu * 1e6 / completed if cpu and completed else None,
         late_ms=max(r.late_ms for r in results),
     )
-    if server is not None:
-        report.server_cpu_share = server_cpu / duration_s
-        report.server_us_per_request = server_cpu * 1e6 / completed if completed else None
-    return report
 
 
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value * 100:.0f}%"
+def run_publish(s: Load, server: Server) -> LoadReport:
+    """Publish back to back; count what the window saw."""
+    data: dict[str, object] = {"n": 0} | ({"pad": "x" * s.payload_bytes} if s.payload_bytes else {})
+    token = server.credentials.publish_token
+    request = publish_request(server.target, server.publish_path, s.category, data, token)
+    return run_load(s, server, request, "publish")
 
 
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
+@dataclass(slots=True)
+class CatchupReport:
+    """The closed-loop run, and what one answer carried (probed before the run)."""
+
+    since: str
+    query: str
+    events_published: int
+    events_per_response: int
+    response_bytes: int
+    load: LoadReport
+
+    @property
+    def failed(self) -> bool:
+        """True when a request failed or a connection could not be opened."""
+        return self.load.failed
+
+    def text(self) -> str:
+        """What one answer carries, then the requests/s table."""
+        return "\n".join(
+            [
+                f"catchup: {self.load.connections} connections, GET {self.query}",
+                f"{self.events_published} events published first; one answer carries "
+                f"{self.events_per_response} events, {self.response_bytes} bytes",
+                HEADER,
+                self.load.line("catchup"),
+                *notes("catch-up requests"),
+            ]
+        )
 
 
-LOAD_HEADER = (
-    f"{'label':<14} {'req/s':>9} {'ratio':>6} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} "
-    f"{'srv CPU':>7} {'srv us/req':>10} {'gen CPU':>7}  errors"
-)
+def publish_events(s: Catchup, server: Server) -> list[dict[str, Any]]:
+    """Publish `s.events` events on one keep-alive connection; the replies, in order."""
+    conn = BlockingConnection(server.target, 10.0)
+    replies = []
+    try:
+        for number in range(s.events):
+            data = {"n": number} | ({"pad": "x" * s.payload_bytes} if s.payload_bytes else {})
+            token = server.credentials.publish_token
+            raw = publish_request(server.target, server.publish_path, s.category, data, token)
+            response = conn.request(raw)
+            if response.status != 200:
+                raise HTTPError(f"publish {number} answered HTTP {response.status}")
+            replies.append(json.loads(response.body))
+            if not response.keep_alive:
+                conn.close()
+                conn = BlockingConnection(server.target, 10.0)
+    finally:
+        conn.close()
+    return replies
 
 
-def load_line(label: str, report: LoadReport, baseline: float | None = None) -> str:
-    """One line of a requests/s table; `ratio` is req/s over `baseline` req/s."""
-    latency = report.latency
-    ratio = "-" if not baseline else f"{report.requests_per_s / baseline:.2f}"
-    errors = "; ".join(f"{k} x{v}" for k, v in sorted(report.errors.items())) or "-"
-    if report.connected < report.connections:
-        errors += f" (connected {report.connected}/{report.connections})"
-    srv_us = report.server_us_per_request
-    return (
-        f"{label:<14} {report.requests_per_s:>9.0f} {ratio:>6} "
-        f"{_ms(latency.p50_ms if latency else None):>7} "
-        f"{_ms(latency.p99_ms if latency else None):>7} "
-        f"{_ms(latency.max_ms if latency else None):>7} "
-        f"{_pct(report.server_cpu_share):>7} {'-' if srv_us is None else f'{srv_us:.1f}':>10} "
-        f"{_pct(report.gen_cpu_share):>7}  {errors}"
+def run_catchup(s: Catchup, server: Server) -> CatchupReport:
+    """Publish the events, check one answer, then loop the catch-up request: everything
+    buffered (`since_time=-1`), or (`since first`) what follows the first event."""
+    if s.events < 1:
+        raise ValueError("--events must be at least 1")
+    first = publish_events(s, server)[0]
+    since_time: int | None = -1
+    last_id: str | None = None
+    if s.since == "first":
+        since_time, last_id = first.get("timestamp"), first.get("id")
+        if not isinstance(since_time, int) or not isinstance(last_id, str):
+            raise ValueError("--since first needs publish replies with id and timestamp")
+    token = server.credentials.subscribe_token(s.category)
+    request = subscribe_request(
+        server.target, server.events_path, s.category, s.poll_timeout, since_time, last_id, token
     )
-
-
-def load_notes(what: str = "requests") -> list[str]:
-    """What a requests/s table's columns mean."""
-    return [
-        f"req/s: {what} answered 200 within the measured window, per second",
-        "p50/p99/max ms: request sent -> its answer complete",
-        "srv CPU: server tree CPU over the window, as a share of one core "
-        "(near 100%: the server's core is the limit)",
-        "gen CPU: load generator CPU over the window (near 100% per process: it may limit)",
-    ]
+    probe = fetch(server.target, request, s.poll_timeout + 10.0)
+    if probe.status != 200:
+        raise ValueError(f"the catch-up request was answered HTTP {probe.status}")
+    carried = json.loads(probe.body).get("events")
+    if not isinstance(carried, list) or not carried:
+        raise ValueError("the catch-up request was not answered with events")
+    load = run_load(s, server, request, "catchup", b'"events"', "answer without events")
+    query = request.split(b" ", 2)[1].decode()
+    return CatchupReport(s.since, query, s.events, len(carried), len(probe.body), load)

@@ -1,4 +1,4 @@
-"""Latency summaries."""
+"""Latency summaries, error counts, and numbers as the tables show them."""
 
 from __future__ import annotations
 
@@ -50,3 +50,13 @@ def merge_counts(counts: Iterable[Mapping[str, int]]) -> dict[str, int]:
     for count in counts:
         total.update(count)
     return dict(total)
+
+
+def errors_text(errors: dict[str, int]) -> str:
+    """Error counts as `kind xN; ...`, or '-'."""
+    return "; ".join(f"{kind} x{count}" for kind, count in sorted(errors.items())) or "-"
+
+
+def fixed(value: float | None, digits: int = 1) -> str:
+    """`value` with `digits` decimals, or '-'."""
+    return "-" if value is None else f"{value:.{digits}f}"

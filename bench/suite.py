@@ -7,8 +7,8 @@ the baseline of the targets), `granian` (that app under granian's ASGI interface
 `redis-1` and `redis-2` (`longpoll serve --redis --workers 1|2` against a private
 redis-server on the server core too), `persistence` (`publish-persist`: off, on, with
 fsync) and `floor`; and any server the user runs (`bench.external`), side by side with the
-first four. The scenarios are the ordinary runners; `stream-overload` is `stream` at a rate
-the servers cannot keep up with.
+first four. The scenarios are the ordinary runners with settings from the plan;
+`stream-overload` is `stream` at a rate the servers cannot keep up with.
 """
 
 from __future__ import annotations
@@ -17,45 +17,53 @@ import contextlib
 import functools
 import json
 import shlex
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from bench.catchup import run_catchup
-from bench.credentials import NO_CREDENTIALS, Credentials, refused
+from bench.credentials import Credentials, refused
 from bench.external import Other, attach
-from bench.fanout import run_fanout
-from bench.http import HTTPError, Target, parse_target
+from bench.fanout import run_fanout, run_idle_memory
+from bench.http import HTTPError
 from bench.launch import ServedVariant, serve_granian, serve_uvicorn, serve_variant
-from bench.load import LOAD_HEADER, load_line
-from bench.memory import run_idle_memory
-from bench.options import RunOptions
-from bench.persist import VARIANTS, persist_table, run_persist
+from bench.load import run_catchup, run_publish
+from bench.persist import VARIANTS, run_persist
 from bench.plan import Outcome, Plan, Variant
 from bench.procs import WorkerError
-from bench.publish import run_publish
 from bench.redis_server import RedisServer
-from bench.report import fanout_table, memory_table, result_payload
-from bench.server import CoreWatch, ServerPid
-from bench.stream import run_stream, stream_table
+from bench.report import result_payload
+from bench.server import CoreWatch
+from bench.settings import (
+    Catchup,
+    Fanout,
+    IdleMemory,
+    Publish,
+    PublishPersist,
+    Scenario,
+    Server,
+    Stream,
+    fresh_category,
+)
+from bench.stream import run_stream
 from bench.targets import TOKENS
-
-if TYPE_CHECKING:
-    from _typeshed import DataclassInstance
 
 MEMORY_APP = "bench.apps:memory_app"
 FLOOR_APP = "bench.apps:floor_app"
-MAX_REQUESTS = 2_000_000
-
-
 SCENARIOS = ("fanout", "publish", "catchup", "stream")  # on one server; idle-memory on its own
 MEMORY_SCENARIOS = (*SCENARIOS, "stream-overload")  # the memory backend's servers
 OWN = ("serve", TOKENS, "asgi-uvicorn", "granian", "redis-1", "redis-2", "persistence", "floor")
+RUNNERS: dict[str, Callable[[Any, Any], Any]] = {  # settings, server -> report
+    "fanout": run_fanout,
+    "idle-memory": run_idle_memory,
+    "publish": run_publish,
+    "catchup": run_catchup,
+    "stream": run_stream,
+    "stream-overload": run_stream,
+    "publish-persist": lambda settings, _: run_persist(settings),
+}
 
-Measured = tuple["DataclassInstance", bool, str]  # the report, whether it failed, its text
 Starter = Callable[[Path], AbstractContextManager[ServedVariant]]
 
 
@@ -67,17 +75,6 @@ class SideBySide:
 
     start: Starter
     scenarios: tuple[str, ...] = (*MEMORY_SCENARIOS, "idle-memory")
-
-
-@dataclass(frozen=True, slots=True)
-class Where:
-    """A running server as a scenario sees it."""
-
-    target: Target
-    paths: tuple[str, str]  # subscribe, publish
-    stats: Target | None  # None: wait `Plan.settle_s` for the subscribers instead
-    pid: ServerPid | None
-    credentials: Credentials = NO_CREDENTIALS
 
 
 @dataclass(slots=True)
@@ -123,18 +120,15 @@ class Suite:
 
     def _floor(self) -> None:
         """Fan-out, publish and catch-up against an app that does the least, on stock uvicorn."""
-        label = "floor"
+        log = self.workdir / "floor.log"
         with (
-            self._guard(label, "server"),
-            serve_uvicorn(
-                FLOOR_APP, self.server_core, self.workdir / "floor.log", "--lifespan", "off"
-            ) as served,
+            self._guard("floor", "server"),
+            serve_uvicorn(FLOOR_APP, self.server_core, log, "--lifespan", "off") as served,
         ):
             scenarios = ("fanout", "publish", "catchup")
-            self.variants.append(Variant(label, _server(served), scenarios))
+            self.variants.append(Variant("floor", _shown(served), scenarios))
             for scenario in scenarios:
-                sizes = self.plan.fanout_sizes
-                self._scenario(scenario, label, served, served.pid, sizes, 0, True)
+                self._run("floor", scenario, served, served.server())
 
     def _memory_variants(self, variants: dict[str, SideBySide]) -> None:
         """The memory backend on each server (and the user's servers). They run side by side
@@ -146,21 +140,16 @@ class Suite:
                 with self._guard(label, "server"):
                     log = self.workdir / f"{label}.log"
                     served[label] = running.enter_context(variant.start(log))
-                    self.variants.append(Variant(label, _server(served[label]), variant.scenarios))
+                    self.variants.append(Variant(label, _shown(served[label]), variant.scenarios))
             for scenario in MEMORY_SCENARIOS:
                 for label, server in served.items():
-                    if scenario not in variants[label].scenarios:
-                        continue
-                    sizes, subscribers = self.plan.fanout_sizes, self.plan.stream_subscribers
-                    self._scenario(scenario, label, server, server.pid, sizes, subscribers, True)
-        # Idle memory wants a fresh server of its own.
-        for label, variant in variants.items():
-            if "idle-memory" not in variant.scenarios:
-                continue
-            log = self.workdir / f"{label}.log"
-            with self._guard(label, "server"), variant.start(log) as server:
-                idle = functools.partial(self._idle, _where(server, server.pid, True))
-                self._run(label, "idle-memory", _options(server), idle)
+                    if scenario in variants[label].scenarios:
+                        self._run(label, scenario, server, server.server())
+        for label, variant in variants.items():  # idle memory wants a fresh server of its own
+            if "idle-memory" in variant.scenarios:
+                log = self.workdir / f"{label}.log"
+                with self._guard(label, "server"), variant.start(log) as server:
+                    self._run(label, "idle-memory", server, server.server(), watch=False)
 
     def _redis_variants(self) -> None:
         redis = RedisServer(self.workdir, self.server_core)
@@ -175,7 +164,8 @@ class Suite:
 
     def _redis_variant(self, redis: RedisServer, workers: int) -> None:
         label = f"redis-{workers}"
-        flags = ["--redis", redis.url, "--redis-prefix", _category(), "--workers", str(workers)]
+        prefix = fresh_category()
+        flags = ["--redis", redis.url, "--redis-prefix", prefix, "--workers", str(workers)]
         log = self.workdir / f"{label}.log"
         with self._guard(label, "server"), serve_variant(flags, self.server_core, log) as served:
             assert redis.process is not None and served.pid is not None
@@ -183,171 +173,94 @@ class Suite:
             shown += [str(redis.port), "--save", "", "--appendonly", "no"]
             server = f"{shlex.join(served.command)}, with {shlex.join(shown)}"
             self.variants.append(Variant(label, server, SCENARIOS))
-            pids = (served.pid, redis.process.pid)
-            sizes = self.plan.redis_fanout_sizes
             # each worker counts only its own waiters: with two, wait `settle_s` instead
-            subscribers = self.plan.redis_stream_subscribers
+            measured = served.server((served.pid, redis.process.pid), counts=workers == 1)
             for scenario in SCENARIOS:
-                self._scenario(scenario, label, served, pids, sizes, subscribers, workers == 1)
+                self._run(label, scenario, served, measured, redis=True)
 
-    def _scenario(
-        self,
-        scenario: str,
-        label: str,
-        served: ServedVariant,
-        pid: ServerPid | None,
-        sizes: tuple[int, ...],
-        stream_subscribers: int,
-        counts_waiters: bool,
-    ) -> None:
-        where, plan = _where(served, pid, counts_waiters), self.plan
-        stream = functools.partial(self._stream, where, stream_subscribers)
-        measures: dict[str, Callable[[], Measured]] = {
-            "fanout": lambda: self._fanout(where, sizes),
-            "publish": lambda: self._publish(where),
-            "catchup": lambda: self._catchup(where),
-            "stream": lambda: stream(plan.stream_rate, plan.stream_duration_s),
-            "stream-overload": lambda: stream(plan.overload_rate, plan.overload_duration_s),
+    def _settings(self, scenario: str, redis: bool) -> Scenario:
+        """The settings of `scenario` from the plan (`redis`: its sizes for Redis)."""
+        plan, cores = self.plan, self.cores
+        if scenario == "fanout":
+            sizes = plan.redis_fanout_sizes if redis else plan.fanout_sizes
+            return Fanout(
+                pin=cores, settle=plan.settle_s, settle_timeout=30.0, sizes=sizes,
+                rounds=plan.rounds,
+            )  # fmt: skip
+        if scenario == "idle-memory":
+            return IdleMemory(
+                pin=cores, settle=plan.settle_s, settle_timeout=30.0, waiters=plan.idle_waiters,
+                warmup=plan.idle_warmup, hold=plan.idle_hold_s,
+            )  # fmt: skip
+        if scenario == "publish":
+            return Publish(**self._loop())
+        if scenario == "catchup":
+            return Catchup(**self._loop(), events=plan.catchup_events)
+        overload = scenario == "stream-overload"
+        return Stream(
+            pin=cores,
+            settle=plan.settle_s,
+            subscribers=plan.redis_stream_subscribers if redis else plan.stream_subscribers,
+            rate=plan.overload_rate if overload else plan.stream_rate,
+            duration=plan.overload_duration_s if overload else plan.stream_duration_s,
+        )
+
+    def _loop(self) -> dict[str, Any]:
+        """The closed-loop settings that publish, catch-up and persistence share."""
+        plan = self.plan
+        return {
+            "pin": self.cores,
+            "connections": plan.connections,
+            "warmup": plan.warmup_s,
+            "duration": plan.duration_s,
+            "lead": plan.lead_s,
         }
-        watched = pid if served.pinned else None
-        self._run(label, scenario, _options(served), measures[scenario], watched)
 
     def _run(
         self,
         label: str,
         scenario: str,
-        options: dict[str, object],
-        measure: Callable[[], Measured],
-        pid: ServerPid | None = None,
+        served: ServedVariant,
+        server: Server,
+        watch: bool = True,
+        redis: bool = False,
     ) -> None:
-        """Run one scenario; with the server's `pid`, also note what else used its core."""
+        """Run one scenario; on a server alone on its core, also note what else used it."""
         with self._guard(label, scenario):
-            watch = CoreWatch(self.server_core, pid) if pid is not None else None
-            report, failed, text = measure()
-            text = "\n".join(filter(None, (text, refused(report))))
-            payload = result_payload(scenario, options, report)
-            if watch is not None:
-                payload["server_core_others"] = watch.others()
-            self.outcomes.append(
-                Outcome(label, scenario, json.loads(json.dumps(payload, default=str)), failed)
-            )
-            self.show(f"== {label}: {scenario} ==\n{text}\n")
+            watched = watch and served.pinned and server.pid is not None
+            core = CoreWatch(self.server_core, server.pid) if watched and server.pid else None
+            report = RUNNERS[scenario](self._settings(scenario, redis), server)
+            extra = {"server_core_others": core.others()} if core else {}
+            options = {"server": _shown(served), "url": served.url}
+            self._record(label, scenario, options, report, extra)
 
-    def _run_options(self, where: Where) -> RunOptions:
-        return RunOptions(
-            target=where.target,
-            events_path=where.paths[0],
-            publish_path=where.paths[1],
-            stats=where.stats,
-            category=_category(),
-            procs=len(self.cores),
-            pin=self.cores,
-            poll_timeout_s=100,
-            settle_s=self.plan.settle_s,
-            settle_timeout_s=30.0,
-            collect_timeout_s=30.0,
-            connect_concurrency=256,
-            connect_timeout_s=10.0,
-            payload_bytes=0,
-            server_pid=where.pid,
-            max_seconds=600.0,
-            credentials=where.credentials,
-        )
-
-    def _fanout(self, where: Where, sizes: tuple[int, ...]) -> Measured:
-        report = run_fanout(self._run_options(where), list(sizes), self.plan.rounds)
-        return report, report.failed, fanout_table(report)
-
-    def _idle(self, where: Where) -> Measured:
-        plan = self.plan
-        opts = self._run_options(where)
-        report = run_idle_memory(opts, plan.idle_waiters, plan.idle_warmup, plan.idle_hold_s)
-        failed = bool(report.errors) or report.sent < report.waiters
-        return report, failed, memory_table(report)
-
-    def _load(self, where: Where) -> dict[str, Any]:
-        """The closed-loop load settings that publish and catch-up share."""
-        plan = self.plan
-        return {
-            "connections": plan.connections,
-            "procs": 1,
-            "cores": self.cores,
-            "warmup_s": plan.warmup_s,
-            "duration_s": plan.duration_s,
-            "max_requests": MAX_REQUESTS,
-            "server_pid": where.pid,
-            "lead_s": plan.lead_s,
-            "credentials": where.credentials,
-        }
-
-    def _publish(self, where: Where) -> Measured:
-        report = run_publish(where.target, where.paths[1], _category(), **self._load(where))
-        return report, report.failed, f"{LOAD_HEADER}\n{load_line('publish', report)}"
-
-    def _catchup(self, where: Where) -> Measured:
-        report = run_catchup(
-            where.target,
-            *where.paths,
-            _category(),
-            events=self.plan.catchup_events,
-            since="all",
-            poll_timeout_s=5,
-            payload_bytes=0,
-            **self._load(where),
-        )
-        return report, report.failed, f"{LOAD_HEADER}\n{load_line('catchup', report.load)}"
-
-    def _stream(self, where: Where, subscribers: int, rate: float, duration_s: float) -> Measured:
-        report = run_stream(
-            where.target,
-            *where.paths,
-            _category(),
-            subscribers=subscribers,
-            rate=rate,
-            duration_s=duration_s,
-            max_events=100_000,
-            poll_timeout_s=30,
-            payload_bytes=0,
-            procs=len(self.cores),
-            cores=self.cores,
-            connect_concurrency=256,
-            connect_timeout_s=10.0,
-            stats=where.stats,
-            settle_s=self.plan.settle_s,
-            settle_timeout_s=30.0,
-            drain_s=10.0,
-            server_pid=where.pid,
-            credentials=where.credentials,
-        )
-        return report, report.failed, stream_table(report)
+    def _record(
+        self,
+        label: str,
+        scenario: str,
+        options: Mapping[str, object],
+        report: Any,
+        extra: Mapping[str, object] | None = None,
+    ) -> None:
+        payload = {**result_payload(scenario, options, report), **(extra or {})}
+        outcome = json.loads(json.dumps(payload, default=str))
+        self.outcomes.append(Outcome(label, scenario, outcome, report.failed))
+        text = "\n".join(filter(None, (report.text(), refused(report))))
+        self.show(f"== {label}: {scenario} ==\n{text}\n")
 
     def _persistence(self) -> None:
-        plan = self.plan
-        shown = shlex.join(["taskset", "-c", str(self.server_core), "longpoll", "serve"])
+        core = self.server_core
+        shown = shlex.join(["taskset", "-c", str(core), "longpoll", "serve"])
         server = f"a fresh `{shown} --port 0` per run, with each of: " + ", ".join(
             f"`{' '.join(flags).replace('{file}', 'FILE')}`" if flags else "no flag"
             for flags in VARIANTS.values()
         )
         self.variants.append(Variant("persistence", server, ("publish-persist",)))
-
-        def measure() -> Measured:
-            report = run_persist(
-                server_core=self.server_core,
-                cores=self.cores,
-                procs=1,
-                connections=plan.connections,
-                warmup_s=plan.warmup_s,
-                duration_s=plan.duration_s,
-                rounds=plan.persist_rounds,
-                max_requests=MAX_REQUESTS,
-                payload_bytes=0,
-                directory=self.workdir,
-                flush_period=None,
-                lead_s=plan.lead_s,
-            )
-            return report, report.failed, persist_table(report, plan.connections)
-
-        self._run("persistence", "publish-persist", {"server": server}, measure)
+        rounds = self.plan.persist_rounds
+        settings = PublishPersist(**self._loop(), server_core=core, rounds=rounds, dir=self.workdir)
+        with self._guard("persistence", "publish-persist"):
+            report = RUNNERS["publish-persist"](settings, None)
+            self._record("persistence", "publish-persist", {"server": server}, report)
 
     @contextlib.contextmanager
     def _guard(self, label: str, scenario: str) -> Iterator[None]:
@@ -366,22 +279,6 @@ def _attached(
     return contextlib.nullcontext(attach(other, core, cores))
 
 
-def _where(served: ServedVariant, pid: ServerPid | None, counts_waiters: bool) -> Where:
-    """How the scenarios reach `served`; they ask its /stats for the waiting subscribers
-    only when it answers that and `counts_waiters` (else they wait a fixed time)."""
-    counts = counts_waiters and served.counts_waiters
-    stats = parse_target(served.url + "/stats") if counts else None
-    return Where(parse_target(served.url), served.paths, stats, pid, served.credentials)
-
-
-def _server(served: ServedVariant) -> str:
+def _shown(served: ServedVariant) -> str:
     """How `served` ran, for the page."""
     return served.note or shlex.join(served.command)
-
-
-def _options(served: ServedVariant) -> dict[str, object]:
-    return {"server": _server(served), "url": served.url}
-
-
-def _category() -> str:
-    return f"bench-{uuid.uuid4().hex[:8]}"

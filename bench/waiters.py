@@ -8,12 +8,14 @@ import asyncio
 import contextlib
 import gc
 import json
+import math
 from collections import Counter
 from dataclasses import dataclass
 
 from bench.conn import CLOSED, Connection, open_connections
-from bench.http import Response, Target
-from bench.procs import Channel, cpu_seconds
+from bench.http import Response, Target, subscribe_request
+from bench.procs import Channel, Workers, cpu_seconds
+from bench.settings import Server, Waiting
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +183,16 @@ class Waiters:
             conn.close()
         self.conns = []
         await asyncio.sleep(0.05)
+
+
+def waiters(s: Waiting, server: Server, most: int) -> Workers[WaiterConfig]:
+    """Worker processes with room for `most` subscribers in all, each sending the subscribe
+    request of `s` to `server`."""
+    token = server.credentials.subscribe_token(s.category)
+    target = server.target
+    request = subscribe_request(target, server.events_path, s.category, s.poll_timeout, token=token)
+    config = WaiterConfig(target, request, s.connect_concurrency, s.connect_timeout)
+    return Workers(waiters_job, [config] * s.procs, s.pin, math.ceil(most / s.procs) + 64)
 
 
 async def waiters_job(config: WaiterConfig, channel: Channel) -> None:
