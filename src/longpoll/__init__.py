@@ -16,6 +16,7 @@ from longpoll.errors import (
     ManagerClosed,
     PersistenceFailed,
     ProtocolError,
+    PublishUnconfirmed,
     ServerError,
     StoreFull,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "PersistenceFailed",
     "ProtocolError",
     "PublishHandler",
+    "PublishUnconfirmed",
     "Request",
     "ServerError",
     "StoreFull",

@@ -10,19 +10,22 @@ from __future__ import annotations
 
 import enum
 import math
+import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import orjson
 
+from longpoll.backends.base import Repeated, Stored
 from longpoll.errors import (
     BackendUnavailable,
     InvalidRequest,
     ManagerClosed,
     PersistenceFailed,
+    PublishUnconfirmed,
     StoreFull,
 )
-from longpoll.event import Event, check_category, encode_data
+from longpoll.event import Event, check_category, encode_data, parse_uuid
 from longpoll.waiting import Batch
 
 Headers = Sequence[tuple[bytes, bytes]]
@@ -152,6 +155,9 @@ def response_for(error: Exception) -> Response | None:
         return error_response(400, str(error))
     if isinstance(error, ManagerClosed):
         return error_response(503, SHUTTING_DOWN)
+    if isinstance(error, PublishUnconfirmed):
+        body = {"error": str(error), "code": "publish_unconfirmed", "id": str(error.event_id)}
+        return json_response(503, orjson.dumps(body))
     if isinstance(error, BackendUnavailable):
         return error_response(503, str(error))
     if isinstance(error, PersistenceFailed):
@@ -196,15 +202,34 @@ def batch_body(batch: Batch) -> bytes:
     )
 
 
-def published_body(event: Event) -> bytes:
-    """The answer to a publish: the new event's id and timestamp."""
+def published_body(stored: Stored) -> bytes:
+    """The answer to a publish: the event's id and timestamp (and, when the event
+    was stored before under its id, `"repeat":true`)."""
+    if type(stored) is Repeated:
+        event = stored.event
+        return b'{"success":true,"id":"%b","timestamp":%d,"repeat":true}' % (
+            event.id_ascii,
+            event.timestamp,
+        )
+    event = cast(Event, stored)
     return b'{"success":true,"id":"%b","timestamp":%d}' % (event.id_ascii, event.timestamp)
 
 
-def parse_publish_body(body: bytes) -> tuple[str, Any, bytes]:
-    """The category, data and data JSON of a publish body; `InvalidRequest` if bad.
+class Publication(NamedTuple):
+    """A publish request, checked: what to store, and the id its publisher chose."""
 
-    The body is JSON whatever the Content-Type says.
+    category: str
+    data: Any
+    data_json: bytes
+    event_id: uuid.UUID | None
+
+
+def parse_publish_body(body: bytes, idempotency_key: bytes | None = None) -> Publication:
+    """The publication a publish body asks for; `InvalidRequest` if bad.
+
+    The body is JSON whatever the Content-Type says. The event's id may come as
+    `"id"` in the body or as the `Idempotency-Key` header (`idempotency_key`),
+    a UUID either way.
     """
     if not body.strip():
         raise InvalidRequest("request body is empty: send a JSON object")
@@ -222,7 +247,24 @@ def parse_publish_body(body: bytes) -> tuple[str, Any, bytes]:
         if "data" not in message:
             raise InvalidRequest("data is required")
         raise InvalidRequest("data must not be null")
-    return category, data, encode_data(data)
+    event_id = _event_id(message.get("id"), "id")
+    if idempotency_key is not None:
+        key = _event_id(idempotency_key.decode("latin-1").strip(), "the Idempotency-Key header")
+        if event_id is not None and key != event_id:
+            raise InvalidRequest("id and the Idempotency-Key header name different events")
+        event_id = key
+    return Publication(category, data, encode_data(data), event_id)
+
+
+def _event_id(value: object, name: str) -> uuid.UUID | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidRequest(f"{name} must be a UUID string")
+    try:
+        return parse_uuid(value)
+    except ValueError:
+        raise InvalidRequest(f"{name} must be a UUID") from None
 
 
 class Endpoint(enum.Enum):

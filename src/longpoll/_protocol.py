@@ -36,6 +36,7 @@ from longpoll._api import (
     Endpoint,
     Headers,
     HttpError,
+    Publication,
     Request,
     Response,
     batch_body,
@@ -47,6 +48,7 @@ from longpoll._api import (
     published_body,
     response_for,
 )
+from longpoll.backends.base import Repeated, Stored
 from longpoll.event import Event
 from longpoll.sse import (
     HEARTBEAT,
@@ -532,18 +534,17 @@ class HttpConnection(asyncio.Protocol):
         access = app.access
         if not self._opens(access, request, "publish"):
             return
-        category, data, data_json = parse_publish_body(request.body)
+        publication = parse_publish_body(request.body, request.header(b"idempotency-key"))
         if access.wants_client:
             request.client = self._client()
-        deciding = access.check(request, "publish", (category,))
+        deciding = access.check(request, "publish", (publication.category,))
         if app.client_counts is not None:
             app.client_counts.check_publish(self._host)
         if deciding is not None:
-            storing = _publish_once_allowed(app.manager, deciding, category, data, data_json)
-            self._spawn(self._finish(storing))
+            self._spawn(self._finish(_publish_once_allowed(app.manager, deciding, publication)))
             return
-        stored = app.manager.publish_nowait(category, data, data_json)
-        if isinstance(stored, Event):
+        stored = app.manager.publish_nowait(*publication)
+        if isinstance(stored, Event | Repeated):
             self._respond(Response(200, published_body(stored)))
         else:
             self._spawn(self._finish(_published_response(stored)))
@@ -875,16 +876,18 @@ _FEEDING = _Feeding()
 _NO_HEADERS: list[tuple[bytes, bytes]] = []
 
 
-async def _published_response(storing: Awaitable[Event]) -> Response:
+async def _published_response(storing: Awaitable[Stored]) -> Response:
     return Response(200, published_body(await storing))
 
 
 async def _publish_once_allowed(
-    manager: LongpollManager, deciding: Awaitable[None], category: str, data: Any, data_json: bytes
+    manager: LongpollManager, deciding: Awaitable[None], publication: Publication
 ) -> Response:
     await deciding
-    stored = manager.publish_nowait(category, data, data_json)
-    return Response(200, published_body(stored if isinstance(stored, Event) else await stored))
+    stored = manager.publish_nowait(*publication)
+    if not isinstance(stored, Event | Repeated):
+        stored = await stored
+    return Response(200, published_body(stored))
 
 
 def _loggable(path: str) -> str:

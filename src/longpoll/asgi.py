@@ -45,6 +45,7 @@ from longpoll._http import (
     wait_for_disconnect,
 )
 from longpoll.access import AccessPolicy, with_headers
+from longpoll.backends.base import Repeated
 from longpoll.browser import BrowserClientHandler
 from longpoll.console import ConsoleHandler
 from longpoll.errors import BackendUnavailable, ManagerClosed
@@ -224,18 +225,19 @@ class PublishHandler:
             body = await read_body(scope, receive, limit, self.body_timeout_seconds)
             if body is None:
                 return  # the client went away before sending its whole body
-            category, data, data_json = parse_publish_body(body)
-            deciding = self.access.check(request, "publish", (category,))
+            publication = parse_publish_body(body, request.header(b"idempotency-key"))
+            deciding = self.access.check(request, "publish", (publication.category,))
             if self.client_counts is not None and request.client is not None:
                 self.client_counts.check_publish(request.client[0])
             if deciding is not None:
                 await deciding
-            stored = manager.publish_nowait(category, data, data_json)
-            event = stored if isinstance(stored, Event) else await stored
+            stored = manager.publish_nowait(*publication)
+            if not isinstance(stored, Event | Repeated):
+                stored = await stored
         except Exception as exc:
             await send_response(send, with_headers(error_answer(exc), cors))
             return
-        await send_response(send, json_response(200, published_body(event), cors))
+        await send_response(send, json_response(200, published_body(stored), cors))
 
 
 class LongpollApp:

@@ -1,5 +1,7 @@
 """The exception tree of longpoll: every error it raises derives from `LongpollError`."""
 
+import uuid
+
 
 class LongpollError(Exception):
     """Base class of every error raised by longpoll."""
@@ -14,7 +16,21 @@ class ManagerClosed(LongpollError, RuntimeError):
 
 
 class BackendUnavailable(LongpollError):
-    """The backend's store (Redis) cannot be reached; nothing was stored. Retry later."""
+    """The backend's store (Redis) cannot be reached. Retry later.
+
+    Nothing was stored, except for its subclass `PublishUnconfirmed`.
+    """
+
+
+class PublishUnconfirmed(BackendUnavailable):
+    """A publish whose answer from the store (Redis) was lost: the event may have
+    been stored. Publish again with the same `event_id`: it is then stored once."""
+
+    def __init__(self, message: str, event_id: uuid.UUID) -> None:
+        super().__init__(
+            f"{message}; the event may have been stored: publish it again with id {event_id}"
+        )
+        self.event_id = event_id
 
 
 class StoreFull(LongpollError):

@@ -6,14 +6,22 @@ import asyncio
 import dataclasses
 import enum
 import logging
+import uuid
 from collections.abc import AsyncIterable, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from longpoll.backends.base import Backend, CategoryStats, EventCounts, ReadResult
+from longpoll.backends.base import (
+    Backend,
+    CategoryStats,
+    EventCounts,
+    ReadResult,
+    Repeated,
+    Stored,
+)
 from longpoll.backends.memory import MemoryBackend
-from longpoll.errors import ManagerClosed, PersistenceFailed
+from longpoll.errors import InvalidRequest, ManagerClosed, PersistenceFailed
 from longpoll.event import Event, check_category, encode_data
 from longpoll.options import Options
 from longpoll.subscription import Subscription
@@ -151,8 +159,15 @@ class LongpollManager:
     ) -> None:
         await self.aclose()
 
-    async def publish(self, category: str, data: Any) -> Event:
+    async def publish(
+        self, category: str, data: Any, *, event_id: uuid.UUID | None = None
+    ) -> Event:
         """Publish `data` (anything JSON can encode, but None) on `category`.
+
+        With `event_id`, the event gets that id; publishing the same id to the
+        same category again, while the category still buffers the event, stores
+        nothing and returns the event stored the first time: a publish retried
+        with its id is stored once.
 
         Raises `InvalidRequest` before storing anything if an argument is bad, and
         `ManagerClosed` when the manager is not running. With an add-on that makes
@@ -160,7 +175,12 @@ class LongpollManager:
         disk, and raises `PersistenceFailed` if it could not be.
         """
         check_category(category)
-        return await self._publish_checked(category, data, encode_data(data))
+        if event_id is not None and not isinstance(event_id, uuid.UUID):
+            raise InvalidRequest("event_id must be a uuid.UUID")
+        stored = self.publish_nowait(category, data, encode_data(data), event_id)
+        if not isinstance(stored, Event | Repeated):
+            stored = await stored
+        return stored.event if isinstance(stored, Repeated) else stored
 
     def publish_threadsafe(self, category: str, data: Any, timeout: float | None = None) -> Event:
         """Publish from a thread other than the manager's event loop, waiting for the result."""
@@ -176,30 +196,39 @@ class LongpollManager:
 
     async def _publish_checked(self, category: str, data: Any, data_json: bytes) -> Event:
         stored = self.publish_nowait(category, data, data_json)
-        return stored if isinstance(stored, Event) else await stored
+        if not isinstance(stored, Event | Repeated):
+            stored = await stored
+        return stored.event if isinstance(stored, Repeated) else stored
 
     def publish_nowait(
-        self, category: str, data: Any, data_json: bytes
-    ) -> Event | Coroutine[Any, Any, Event]:
+        self, category: str, data: Any, data_json: bytes, event_id: uuid.UUID | None = None
+    ) -> Stored | Coroutine[Any, Any, Stored]:
         """Store an event whose category is checked and data encoded (`encode_data`).
 
-        Returns the event when the backend and add-on could store it without
-        waiting; else a coroutine to await for it. Raises `ManagerClosed` when
-        the manager is not running.
+        Returns the event (or, for an `event_id` stored before, `Repeated`) when
+        the backend and add-on could store it without waiting; else a coroutine
+        to await for it. Raises `ManagerClosed` when the manager is not running.
         """
         self._check_running()
-        event = self._backend.append_nowait(category, data, data_json)
-        if event is None:
-            return self._store(category, data, data_json)
+        stored = self._backend.append_nowait(category, data, data_json, event_id)
+        if stored is None:
+            return self._store(category, data, data_json, event_id)
+        if type(stored) is Repeated:
+            return stored
+        event: Any = stored
         self.counts.published += 1
         durable = self._on_publish(event)
         return event if durable is None else self._made_durable(event, durable)
 
-    async def _store(self, category: str, data: Any, data_json: bytes) -> Event:
-        event = await self._backend.append(category, data, data_json)
+    async def _store(
+        self, category: str, data: Any, data_json: bytes, event_id: uuid.UUID | None
+    ) -> Stored:
+        stored = await self._backend.append(category, data, data_json, event_id)
+        if isinstance(stored, Repeated):
+            return stored
         self.counts.published += 1
-        durable = self._on_publish(event)
-        return event if durable is None else await self._made_durable(event, durable)
+        durable = self._on_publish(stored)
+        return stored if durable is None else await self._made_durable(stored, durable)
 
     def _on_publish(self, event: Event) -> Awaitable[Any] | None:
         """Call the add-on; an awaitable it returns holds the acknowledgement."""

@@ -6,7 +6,14 @@ imported only when first used.
 
 from typing import TYPE_CHECKING, Any
 
-from longpoll.backends.base import Backend, BackendStats, CategoryStats, ReadResult
+from longpoll.backends.base import (
+    Backend,
+    BackendStats,
+    CategoryStats,
+    ReadResult,
+    Repeated,
+    Stored,
+)
 from longpoll.backends.memory import MemoryBackend
 
 if TYPE_CHECKING:
@@ -19,6 +26,8 @@ __all__ = [
     "MemoryBackend",
     "ReadResult",
     "RedisBackend",
+    "Repeated",
+    "Stored",
 ]
 
 

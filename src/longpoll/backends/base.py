@@ -6,7 +6,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from longpoll.event import Event
 from longpoll.options import Options
@@ -30,6 +30,17 @@ class ReadResult:
     events: list[Event]
     missed: bool = False
     through: tuple[int, int] | None = None
+
+
+class Repeated(NamedTuple):
+    """What `append` returns for an event id already stored in the category: the
+    event stored then, unchanged (nothing new is stored)."""
+
+    event: Event
+
+
+Stored = Event | Repeated
+"""What an append gives: the new event, or the one stored before under its id."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,10 +131,19 @@ class Backend(ABC):
         """Release what `start` acquired."""
 
     @abstractmethod
-    async def append(self, category: str, data: Any, data_json: bytes) -> Event:
-        """Store a new event, giving it a timestamp, an id and its place in the order."""
+    async def append(
+        self, category: str, data: Any, data_json: bytes, event_id: uuid.UUID | None = None
+    ) -> Stored:
+        """Store a new event, giving it a timestamp, an id and its place in the order.
 
-    def append_nowait(self, category: str, data: Any, data_json: bytes) -> Event | None:
+        With `event_id` (the publisher's), the event gets that id, unless the
+        category still holds an event with it: then nothing is stored, and that
+        event comes back as `Repeated`, so that a publisher may retry safely.
+        """
+
+    def append_nowait(
+        self, category: str, data: Any, data_json: bytes, event_id: uuid.UUID | None = None
+    ) -> Stored | None:
         """`append` at once, for a backend that can store without waiting; else None.
 
         A server answers a publish inside the callback that parsed it when this

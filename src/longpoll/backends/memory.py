@@ -14,7 +14,15 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
 from typing import Any
 
-from longpoll.backends.base import Backend, BackendStats, CategoryStats, ReadResult, resume_cut
+from longpoll.backends.base import (
+    Backend,
+    BackendStats,
+    CategoryStats,
+    ReadResult,
+    Repeated,
+    Stored,
+    resume_cut,
+)
 from longpoll.errors import StoreFull
 from longpoll.event import Event
 from longpoll.options import Options
@@ -111,6 +119,9 @@ class MemoryBackend(Backend):
         # With a byte bound: every event buffered, oldest first, across categories;
         # events that left otherwise stay until they reach the front (or a rebuild).
         self._oldest_first: deque[Event] = deque()
+        # The buffered events whose id a publisher chose (or an add-on loaded), by
+        # (category, id): publishing such an id again stores nothing.
+        self._by_id: dict[tuple[str, bytes], Event] = {}
         self._purged_for_room = -math.inf  # when a full store last purged (monotonic)
 
     async def start(self, options: Options, notify: Callable[[Event], None]) -> None:
@@ -130,10 +141,19 @@ class MemoryBackend(Backend):
                 await self._purge_task
             self._purge_task = None
 
-    async def append(self, category: str, data: Any, data_json: bytes) -> Event:
-        return self.append_nowait(category, data, data_json)
+    async def append(
+        self, category: str, data: Any, data_json: bytes, event_id: uuid.UUID | None = None
+    ) -> Stored:
+        return self.append_nowait(category, data, data_json, event_id)
 
-    def append_nowait(self, category: str, data: Any, data_json: bytes) -> Event:
+    def append_nowait(
+        self, category: str, data: Any, data_json: bytes, event_id: uuid.UUID | None = None
+    ) -> Stored:
+        if event_id is not None:
+            key = (category, str(event_id).encode("ascii"))
+            stored = self._by_id.get(key)
+            if stored is not None:
+                return Repeated(stored)
         if self._max_categories is not None and category not in self._categories:
             self._make_room_for_a_category()
         now = self._clock()
@@ -147,8 +167,11 @@ class MemoryBackend(Backend):
             data=data,
             data_json=data_json,
             sequence=self._sequence,
+            event_id=event_id,
         )
         self._store(event, now)
+        if event_id is not None:
+            self._by_id[key] = event
         self._newest = event.position
         self._notify(event)
         return event
@@ -169,6 +192,7 @@ class MemoryBackend(Backend):
         self._sequence += 1
         stored = event.with_sequence(self._sequence)
         self._store(stored, now)
+        self._by_id[(stored.category, stored.id_ascii)] = stored
         self._newest = stored.position
 
     def _store(self, event: Event, now: int) -> None:
@@ -275,6 +299,10 @@ class MemoryBackend(Backend):
         """Account for `event` leaving the buffers."""
         self._buffered -= 1
         self._bytes -= len(event.json)
+        if self._by_id:
+            key = (event.category, event.id_ascii)
+            if self._by_id.get(key) is event:
+                del self._by_id[key]
 
     def _drop_oldest(self) -> None:
         """Drop the oldest events, whatever their category, until the bytes fit."""

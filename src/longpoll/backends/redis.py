@@ -10,6 +10,8 @@ as raw UTF-8 bytes, which Redis keys hold safely whatever they contain:
   (the event encoded once as JSON, what responses are built from);
 - `<prefix>:e:<category>`: a hash (`ts`, `seq`, `id`), the newest event of the
   category evicted for size or age (the gap marker);
+- `<prefix>:i:<category>`: a hash from the id of each buffered event to its entry
+  id, so that an event published again under its id is not stored twice;
 - `<prefix>:categories`: a sorted set of category names scored by their newest
   timestamp (for stats and for forgetting expired categories);
 - `<prefix>:log`: one stream of every event of every category, kept for
@@ -44,8 +46,16 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from longpoll.backends._group_commit import GroupCommit
-from longpoll.backends.base import Backend, BackendStats, CategoryStats, ReadResult, resume_cut
-from longpoll.errors import BackendUnavailable
+from longpoll.backends.base import (
+    Backend,
+    BackendStats,
+    CategoryStats,
+    ReadResult,
+    Repeated,
+    Stored,
+    resume_cut,
+)
+from longpoll.errors import BackendUnavailable, PublishUnconfirmed
 from longpoll.event import Event, random_event_id
 from longpoll.options import Options
 from longpoll.subscription import Subscription
@@ -75,24 +85,54 @@ local function mark_evicted(marker, entry, ttl)
         redis.call('PEXPIREAT', marker, tonumber(ts) + 2 * ttl)
     end
 end
-local function expire(stream, marker, ttl, now)
+local function forget_ids(index, entries)
+    for _, entry in ipairs(entries) do
+        for k = 1, #entry[2], 2 do
+            if entry[2][k] == 'i' then redis.call('HDEL', index, entry[2][k + 1]) end
+        end
+    end
+end
+local function expire(stream, marker, index, ttl, now)
     if ttl <= 0 then return end
     local cutoff = now - ttl
     if cutoff < 0 then return end
-    local newest = redis.call('XREVRANGE', stream, fmt(cutoff), '-', 'COUNT', 1)
-    if #newest > 0 then
-        mark_evicted(marker, newest[1], ttl)
+    local old = redis.call('XRANGE', stream, '-', fmt(cutoff))
+    if #old > 0 then
+        mark_evicted(marker, old[#old], ttl)
+        forget_ids(index, old)
         redis.call('XTRIM', stream, 'MINID', fmt(cutoff + 1))
+    end
+end
+local function trim_to(stream, marker, index, ttl, max_size)
+    local size = redis.call('XLEN', stream)
+    if size >= max_size then
+        local dropped = redis.call('XRANGE', stream, '-', '+', 'COUNT', size - max_size + 1)
+        mark_evicted(marker, dropped[#dropped], ttl)
+        forget_ids(index, dropped)
+        redis.call('XTRIM', stream, 'MAXLEN', max_size - 1)
     end
 end
 """
 
-# KEYS: meta, stream, marker, categories, log
+# KEYS: meta, stream, marker, categories, log, index
 # ARGV: category, category JSON, data JSON, event id, max size, ttl ms, floor ts,
 #       floor seq, log keep ms
+# Returns {timestamp, sequence}; for an event id the category still holds,
+# {timestamp, sequence, json} of that event, and stores nothing.
 _APPEND = (
     _LUA_COMMON
     + """
+local known = redis.call('HGET', KEYS[6], ARGV[4])
+if known then
+    local found = redis.call('XRANGE', KEYS[2], known, known)
+    if #found > 0 then
+        local ts, seq = string.match(known, '^(%d+)-(%d+)$')
+        for k = 1, #found[1][2], 2 do
+            if found[1][2][k] == 'j' then return {ts, seq, found[1][2][k + 1]} end
+        end
+    end
+    redis.call('HDEL', KEYS[6], ARGV[4])
+end
 local now = now_ms()
 local meta = redis.call('HMGET', KEYS[1], 'last', 'seq', 'taken')
 local ts = now
@@ -103,18 +143,13 @@ if last + bump > ts then ts = last + bump end
 local seq = math.max(tonumber(meta[2]) or 0, tonumber(ARGV[8])) + 1
 redis.call('HSET', KEYS[1], 'last', fmt(ts), 'seq', fmt(seq), 'taken', '0')
 local ttl = tonumber(ARGV[6])
-expire(KEYS[2], KEYS[3], ttl, now)
-local max_size = tonumber(ARGV[5])
-local size = redis.call('XLEN', KEYS[2])
-if size >= max_size then
-    local dropped = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', size - max_size + 1)
-    mark_evicted(KEYS[3], dropped[#dropped], ttl)
-    redis.call('XTRIM', KEYS[2], 'MAXLEN', max_size - 1)
-end
+expire(KEYS[2], KEYS[3], KEYS[6], ttl, now)
+trim_to(KEYS[2], KEYS[3], KEYS[6], ttl, tonumber(ARGV[5]))
 local json = '{"timestamp":' .. fmt(ts) .. ',"category":' .. ARGV[2] .. ',"data":'
     .. ARGV[3] .. ',"id":"' .. ARGV[4] .. '"}'
 local entry = fmt(ts) .. '-' .. fmt(seq)
 redis.call('XADD', KEYS[2], entry, 'i', ARGV[4], 'j', json)
+redis.call('HSET', KEYS[6], ARGV[4], entry)
 redis.call('ZADD', KEYS[4], ts, ARGV[1])
 redis.call('XADD', KEYS[5], 'MINID', '~', fmt(now - tonumber(ARGV[9])), entry,
     'c', ARGV[1], 'j', json)
@@ -122,7 +157,7 @@ return {fmt(ts), fmt(seq)}
 """
 )
 
-# KEYS: meta, stream, marker, categories
+# KEYS: meta, stream, marker, categories, index
 # ARGV: category, timestamp, event id, event JSON, max size, ttl ms
 _LOAD = (
     _LUA_COMMON
@@ -140,26 +175,21 @@ local now = now_ms()
 if ttl > 0 and ts <= now - ttl then return 0 end
 seq = seq + 1
 redis.call('HSET', KEYS[1], 'seq', fmt(seq))
-expire(KEYS[2], KEYS[3], ttl, now)
-local max_size = tonumber(ARGV[5])
-local size = redis.call('XLEN', KEYS[2])
-if size >= max_size then
-    local dropped = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', size - max_size + 1)
-    mark_evicted(KEYS[3], dropped[#dropped], ttl)
-    redis.call('XTRIM', KEYS[2], 'MAXLEN', max_size - 1)
-end
+expire(KEYS[2], KEYS[3], KEYS[5], ttl, now)
+trim_to(KEYS[2], KEYS[3], KEYS[5], ttl, tonumber(ARGV[5]))
 redis.call('XADD', KEYS[2], fmt(ts) .. '-' .. fmt(seq), 'i', ARGV[3], 'j', ARGV[4])
+redis.call('HSET', KEYS[5], ARGV[3], fmt(ts) .. '-' .. fmt(seq))
 redis.call('ZADD', KEYS[4], ts, ARGV[1])
 return 1
 """
 )
 
-# KEYS: stream, marker   ARGV: ttl ms
+# KEYS: stream, marker, index   ARGV: ttl ms
 # Trims the category for age before a read (in the read's transaction).
 _EXPIRE = (
     _LUA_COMMON
     + """
-expire(KEYS[1], KEYS[2], tonumber(ARGV[1]), now_ms())
+expire(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[1]), now_ms())
 return 0
 """
 )
@@ -183,14 +213,15 @@ return {fmt(last), fmt(seq)}
 """
 )
 
-# KEYS: categories   ARGV: prefix, then pairs of category and entry id
+# KEYS: categories   ARGV: prefix, then triples of category, entry id and event id
 _REMOVE = """
-for k = 2, #ARGV, 2 do
+for k = 2, #ARGV, 3 do
     local stream = ARGV[1] .. ':s:' .. ARGV[k]
     redis.call('XDEL', stream, ARGV[k + 1])
+    redis.call('HDEL', ARGV[1] .. ':i:' .. ARGV[k], ARGV[k + 2])
     if redis.call('XLEN', stream) == 0
         and redis.call('EXISTS', ARGV[1] .. ':e:' .. ARGV[k]) == 0 then
-        redis.call('DEL', stream)
+        redis.call('DEL', stream, ARGV[1] .. ':i:' .. ARGV[k])
         redis.call('ZREM', KEYS[1], ARGV[k])
     end
 end
@@ -208,7 +239,7 @@ for _, name in ipairs(names) do
     local stream = ARGV[1] .. ':s:' .. name
     local newest = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
     if #newest > 0 then mark_evicted(ARGV[1] .. ':e:' .. name, newest[1], ttl) end
-    redis.call('DEL', stream)
+    redis.call('DEL', stream, ARGV[1] .. ':i:' .. name)
     redis.call('ZREM', KEYS[1], name)
 end
 return #names
@@ -325,6 +356,9 @@ class RedisBackend(Backend):
     def _marker(self, category: str) -> bytes:
         return self._prefix + b":e:" + category.encode("utf-8")
 
+    def _index(self, category: str) -> bytes:
+        return self._prefix + b":i:" + category.encode("utf-8")
+
     def _connect(self, **kwargs: Any) -> aioredis.Redis:
         return aioredis.Redis.from_url(
             self.url,
@@ -403,26 +437,36 @@ class RedisBackend(Backend):
             raise BackendUnavailable("the Redis backend is not started")
         return self._client
 
-    async def append(self, category: str, data: Any, data_json: bytes) -> Event:
+    async def append(
+        self, category: str, data: Any, data_json: bytes, event_id: uuid.UUID | None = None
+    ) -> Stored:
         self._redis()
-        event_id = random_event_id()
+        if event_id is None:
+            event_id = random_event_id()
         command = (
-            "EVALSHA", _APPEND_SHA, 5,
+            "EVALSHA", _APPEND_SHA, 6,
             self._meta, self._stream(category), self._marker(category), self._categories,
-            self._log,
+            self._log, self._index(category),
             category, orjson.dumps(category), data_json, str(event_id), self._max_size,
             self._ttl_ms, *self._position, self._log_keep_ms,
         )  # fmt: skip
-        async with self._unavailable_as_error():
-            [(timestamp, sequence)] = await self._appends.submit([command])
-        self._appended = max(self._appended, (int(timestamp), int(sequence)))
+        try:
+            async with self._unavailable_as_error():
+                [reply] = await self._appends.submit([command])
+        except BackendUnavailable as exc:
+            # The script may have run before the answer was lost.
+            raise PublishUnconfirmed(str(exc), event_id) from exc
+        timestamp, sequence = int(reply[0]), int(reply[1])
+        if len(reply) == 3:
+            return Repeated(Event.stored(timestamp, category, sequence, reply[2]))
+        self._appended = max(self._appended, (timestamp, sequence))
         # The waiters (of this process too) are woken by the log listener, in order.
         return Event.create(
-            timestamp=int(timestamp),
+            timestamp=timestamp,
             category=category,
             data=data,
             data_json=data_json,
-            sequence=int(sequence),
+            sequence=sequence,
             event_id=event_id,
         )
 
@@ -472,7 +516,8 @@ class RedisBackend(Backend):
             async with self._unavailable_as_error():
                 await self._load_script(
                     keys=[self._meta, self._stream(event.category),
-                          self._marker(event.category), self._categories],
+                          self._marker(event.category), self._categories,
+                          self._index(event.category)],
                     args=[event.category, event.timestamp, str(event.id), event.json,
                           self._max_size, self._ttl_ms],
                 )  # fmt: skip
@@ -498,7 +543,8 @@ class RedisBackend(Backend):
         for name in names:
             stream, marker = self._stream(name), self._marker(name)
             if self._ttl_ms:
-                commands.append(("EVALSHA", _EXPIRE_SHA, 2, stream, marker, self._ttl_ms))
+                ids = self._index(name)
+                commands.append(("EVALSHA", _EXPIRE_SHA, 3, stream, marker, ids, self._ttl_ms))
             commands.append(("XRANGE", stream, first, "+"))
             commands.append(("HMGET", marker, "ts", "seq", "id"))
         commands.append(("HMGET", self._meta, "last", "seq"))
@@ -534,7 +580,7 @@ class RedisBackend(Backend):
     async def remove(self, events: Sequence[Event]) -> None:
         args: list[Any] = [self._prefix]
         for event in events:
-            args += [event.category, f"{event.timestamp}-{event.sequence}"]
+            args += [event.category, f"{event.timestamp}-{event.sequence}", event.id_ascii]
         async with self._unavailable_as_error():
             await self._remove_script(keys=[self._categories], args=args)
 
