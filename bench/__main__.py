@@ -26,14 +26,13 @@ import psutil
 
 from bench import progress
 from bench.credentials import Credentials, refused
-from bench.external import Other, parse_others, placement, reachable
 from bench.http import HTTPError, parse_target
-from bench.launch import serve_variant
 from bench.machine import load_average, machine_facts
 from bench.page import Record, write_page
 from bench.plan import FULL, QUICK
 from bench.procs import parse_cores, pin, raise_fd_limit
 from bench.report import write_json
+from bench.servers import others, serve_variant
 from bench.settings import (
     Catchup,
     Fanout,
@@ -233,46 +232,25 @@ def _suite(args: argparse.Namespace) -> int:
     only = frozenset(OWN if args.only is None else filter(None, args.only.split(",")))
     if unknown := only - set(OWN):
         raise ValueError(f"--only: no variant {', '.join(sorted(unknown))} (of {', '.join(OWN)})")
-    others = _others(args.other, args.other_paths, server_core, cores)
+    given = others(args.other, args.other_paths, OWN, server_core, cores)
     started, load_before, facts = time.monotonic(), load_average(), machine_facts(server_core)
     pin(cores)
     raise_fd_limit(64)
     plan = QUICK if args.quick else FULL
     with tempfile.TemporaryDirectory(prefix="longpoll-suite-", dir=args.dir) as workdir:
         show = functools.partial(print, flush=True)
-        suite = Suite(plan, server_core, cores, Path(workdir), show, only, tuple(others))
+        suite = Suite(plan, server_core, cores, Path(workdir), show, only, given)
         outcomes = suite.run()
     elapsed = time.monotonic() - started
     record = Record(
         outcomes, suite.variants, plan, args.quick, facts, server_core, cores, load_before,
-        load_average(), elapsed, tuple(other.label for other in others),
+        load_average(), elapsed, tuple(given),
     )  # fmt: skip
     print("\n".join(f"wrote {path}" for path in write_page(record, args.out_doc)))
     if problems := [f"{o.label} {o.scenario}" for o in outcomes if o.failed]:
         print("failed: " + ", ".join(problems), file=sys.stderr)
     print(f"suite took {elapsed:.0f} s")
     return 2 if any(o.error for o in outcomes) else 1 if problems else 0
-
-
-def _others(
-    specs: list[str], paths: list[str], server_core: int, cores: tuple[int, ...]
-) -> list[Other]:
-    """The servers given with `--other`, each answering on its URL; a warning for each one
-    that does not run on the server core alone."""
-    others = parse_others(specs, paths, OWN)
-    for other in others:
-        try:
-            reachable(other)
-        except OSError as exc:
-            raise OSError(f"--other {other.label}: nothing answers at {other.url} ({exc})") from exc
-        pinned, where = placement(other, server_core, cores)
-        if not pinned:
-            print(
-                f"warning: --other {other.label}: {where}; the suite does not start, stop "
-                "or pin it: it is measured as found",
-                file=sys.stderr,
-            )
-    return others
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from bench.http import HTTPError
 from bench.procs import Workers, cpu_seconds, split
 from bench.progress import Bar
-from bench.server import ServerProcess, publish, read_waiting, wait_until_waiting
+from bench.servers import ServerProcess, publish, read_waiting, wait_until_waiting
 from bench.settings import Fanout, IdleMemory, Server, Waiting
 from bench.stats import errors_text, fixed, merge_counts, summarize
 from bench.waiters import CLOSE, Collect, Collected, Subscribe, Subscribed, WaiterConfig, waiters
@@ -162,9 +162,8 @@ def _round(
     errors: dict[str, int] = {}
     status: int | None = None
     ack_ms: float | None = None
-    token = server.credentials.publish_token
     try:
-        published = publish(server.target, server.publish_path, s.category, data, 30.0, token)
+        published = publish(server, s.category, data, 30.0)
         t0, collect_s = published.t0_ns, s.collect_timeout
         status, ack_ms = published.status, published.ack_ms
         if status != 200:

@@ -26,7 +26,7 @@ from bench.http import (
 )
 from bench.procs import Channel, Workers, cpu_seconds, split
 from bench.progress import Bar
-from bench.server import ServerProcess
+from bench.servers import ServerProcess
 from bench.settings import Catchup, Load, Server
 from bench.stats import Latency, errors_text, fixed, merge_counts, summarize
 

@@ -11,8 +11,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.launch import serve_variant
 from bench.load import HEADER, LoadReport, notes, run_publish
+from bench.servers import serve_variant
 from bench.settings import PublishPersist
 
 VARIANTS: dict[str, list[str]] = {

@@ -8,7 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from bench.launch import free_port, pinned
+from bench.servers import free_port, pinned
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 

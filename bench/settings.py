@@ -13,7 +13,8 @@ from typing import Any
 from bench.credentials import NO_CREDENTIALS, Credentials
 from bench.http import Target
 from bench.procs import parse_cores
-from bench.server import ServerPid
+
+ServerPid = int | tuple[int, ...]  # several: a server and what it needs (e.g. redis-server)
 
 
 def option(default: Any, help: str, type: Any = None, **more: Any) -> Any:

@@ -24,17 +24,15 @@ from pathlib import Path
 from typing import Any
 
 from bench.credentials import Credentials, refused
-from bench.external import Other, attach
 from bench.fanout import run_fanout, run_idle_memory
 from bench.http import HTTPError
-from bench.launch import ServedVariant, serve_granian, serve_uvicorn, serve_variant
 from bench.load import run_catchup, run_publish
 from bench.persist import VARIANTS, run_persist
 from bench.plan import Outcome, Plan, Variant
 from bench.procs import WorkerError
 from bench.redis_server import RedisServer
 from bench.report import result_payload
-from bench.server import CoreWatch
+from bench.servers import CoreWatch, ServedVariant, serve_granian, serve_uvicorn, serve_variant
 from bench.settings import (
     Catchup,
     Fanout,
@@ -87,7 +85,7 @@ class Suite:
     workdir: Path
     show: Callable[[str], None]
     only: frozenset[str] = frozenset(OWN)  # which of the suite's own variants run
-    others: tuple[Other, ...] = ()  # servers the user runs, side by side with `serve`
+    others: dict[str, ServedVariant] = field(default_factory=dict)  # `--other` servers
     outcomes: list[Outcome] = field(default_factory=list)
     variants: list[Variant] = field(default_factory=list)
 
@@ -103,11 +101,11 @@ class Suite:
             "granian": SideBySide(lambda log: serve_granian(MEMORY_APP, core, log)),
         }
         others = {  # idle memory needs the pid, and is measured on the server as found
-            other.label: SideBySide(
-                functools.partial(_attached, other, core, self.cores),
+            label: SideBySide(
+                functools.partial(_as_found, other),
                 MEMORY_SCENARIOS + (("idle-memory",) if other.pid else ()),
             )
-            for other in self.others
+            for label, other in self.others.items()
         }
         self._memory_variants({k: v for k, v in own.items() if k in self.only} | others)
         if {"redis-1", "redis-2"} & self.only:
@@ -126,7 +124,7 @@ class Suite:
             serve_uvicorn(FLOOR_APP, self.server_core, log, "--lifespan", "off") as served,
         ):
             scenarios = ("fanout", "publish", "catchup")
-            self.variants.append(Variant("floor", _shown(served), scenarios))
+            self.variants.append(Variant("floor", served.shown, scenarios))
             for scenario in scenarios:
                 self._run("floor", scenario, served, served.server())
 
@@ -140,7 +138,7 @@ class Suite:
                 with self._guard(label, "server"):
                     log = self.workdir / f"{label}.log"
                     served[label] = running.enter_context(variant.start(log))
-                    self.variants.append(Variant(label, _shown(served[label]), variant.scenarios))
+                    self.variants.append(Variant(label, served[label].shown, variant.scenarios))
             for scenario in MEMORY_SCENARIOS:
                 for label, server in served.items():
                     if scenario in variants[label].scenarios:
@@ -231,7 +229,7 @@ class Suite:
             core = CoreWatch(self.server_core, server.pid) if watched and server.pid else None
             report = RUNNERS[scenario](self._settings(scenario, redis), server)
             extra = {"server_core_others": core.others()} if core else {}
-            options = {"server": _shown(served), "url": served.url}
+            options = {"server": served.shown, "url": served.url}
             self._record(label, scenario, options, report, extra)
 
     def _record(
@@ -273,12 +271,5 @@ class Suite:
             self.show(f"== {label}: {scenario} == could not run: {error}\n")
 
 
-def _attached(
-    other: Other, core: int, cores: tuple[int, ...], log: Path
-) -> AbstractContextManager[ServedVariant]:
-    return contextlib.nullcontext(attach(other, core, cores))
-
-
-def _shown(served: ServedVariant) -> str:
-    """How `served` ran, for the page."""
-    return served.note or shlex.join(served.command)
+def _as_found(other: ServedVariant, log: Path) -> AbstractContextManager[ServedVariant]:
+    return contextlib.nullcontext(other)
