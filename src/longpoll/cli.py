@@ -114,6 +114,19 @@ def build_parser() -> _Parser:
     serve.add_argument("--port", type=_port, default=8101, help="port (0: any free one)")
     serve.add_argument("--subscribe-path", default="/events", help="path of the subscribe endpoint")
     serve.add_argument(
+        "--stream-path",
+        default="off",
+        help="path that answers every subscribe with a Server-Sent Events stream (the "
+        "subscribe path streams to requests that accept text/event-stream); off: none",
+    )
+    serve.add_argument(
+        "--heartbeat",
+        type=float,
+        default=15.0,
+        metavar="S",
+        help="seconds between the comments that keep an idle stream open through proxies",
+    )
+    serve.add_argument(
         "--publish-path",
         default="/publish",
         help="path of the publish endpoint; off: no publishing over HTTP",
@@ -413,6 +426,7 @@ def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     path_flags = [
         "--subscribe-path",
         "--publish-path",
+        "--stream-path",
         *(flag for flag, *_ in _OPERATIONS_PATHS),
         "--console-path",
     ]
@@ -506,6 +520,7 @@ def _build_app(args: argparse.Namespace, addon: AddOn | None) -> LongpollApp:
     return LongpollApp(
         LongpollManager(options, backend=backend),
         subscribe_path=args.subscribe_path,
+        stream_path=args.stream_path,
         publish_path=args.publish_path,
         stats_path=args.stats_path,
         health_path=args.healthz_path,
@@ -513,6 +528,7 @@ def _build_app(args: argparse.Namespace, addon: AddOn | None) -> LongpollApp:
         metrics_path=args.metrics_path,
         console_path=args.console_path,
         body_timeout_seconds=args.body_timeout,
+        stream_heartbeat_seconds=args.heartbeat,
         access=access,
         client_limits=ClientLimits(
             publish_per_second=args.publish_rate,
@@ -618,6 +634,7 @@ _FIELD_FLAGS = {
     "max_publish_body_bytes": "--max-body",
     "max_categories_per_request": "--max-categories",
     "body_timeout_seconds": "--body-timeout",
+    "stream_heartbeat_seconds": "--heartbeat",
     "max_buffered_bytes": "--max-buffered-bytes",
     "max_stored_categories": "--max-stored-categories",
     "publish_per_second": "--publish-rate",
