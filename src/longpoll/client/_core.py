@@ -1,15 +1,17 @@
 """The protocol logic that both client flavours share. No I/O happens here.
 
 It checks options and arguments, builds subscribe URLs and publish bodies, turns
-answers into events or errors, keeps a subscription's resume position, and decides
-whether and how long to wait before the next poll, and whether a refused token is
-worth one more try. The async and sync shells only send the requests, call the
-token provider and do the waiting.
+answers (and the bytes of Server-Sent Events streams) into events or errors, keeps
+a subscription's resume position, and decides whether and how long to wait before
+the next poll or stream, and whether a refused token is worth one more try. The
+async and sync shells only send the requests, call the token provider and do the
+waiting.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
 import inspect
 import logging
@@ -18,11 +20,12 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Literal, TypeGuard
+from typing import Any, Literal, NoReturn, TypeGuard
 
 import httpx
 import orjson
 
+from longpoll.client._sse import SseParser
 from longpoll.errors import (
     ClientError,
     ConnectionFailed,
@@ -48,14 +51,22 @@ current one, called before each request."""
 AsyncToken = str | Callable[[], str | Awaitable[str]]
 """The `token` option of `AsyncClient`: as `Token`, and the function may be async."""
 
+HttpClient = httpx.Client | httpx.AsyncClient
+
 REQUEST_TIMEOUT_SECONDS = 30.0
 """Connect, write and pool timeouts of the clients' own httpx clients, and the read
 timeout of a publish."""
 READ_MARGIN_SECONDS = 15.0
 """A poll's read timeout is its poll timeout plus this: the server answers first."""
+STREAM_IDLE_SECONDS = 60.0
+"""A Server-Sent Events stream that carries nothing for this long, not even a
+heartbeat, is taken as lost and opened again. Servers send heartbeats far more
+often (longpoll's every 15 s by default)."""
 _RETRIED_STATUSES = frozenset({408, 429})
 _MAX_MESSAGE_CHARS = 200
 _UNAUTHORIZED = 401
+_EVENT_STREAM = "text/event-stream"
+_POSITION = re.compile(r"-?[0-9]{1,19}")
 _TOKEN = re.compile(r"[\x21-\x7e]+")
 """A bearer token as it may go in a header: visible ASCII characters, no space."""
 _TOKEN_RULE = (
@@ -120,11 +131,20 @@ class Settings:
         `token` is what the token provider returned for this request (ignored
         without a provider); `InvalidRequest` if it is not a token.
         """
-        return self._with_headers("Accept", token)
+        return self._with_headers("Accept", "application/json", token)
+
+    def stream_headers(self, token: object, last_event_id: str | None) -> httpx.Headers:
+        """The headers that open a Server-Sent Events stream, resuming after
+        `last_event_id`; `token` as for `poll_headers`."""
+        headers = self._with_headers("Accept", _EVENT_STREAM, token)
+        headers["Cache-Control"] = "no-cache"
+        if last_event_id is not None:
+            headers["Last-Event-ID"] = last_event_id
+        return headers
 
     def publish_headers(self, token: object = None) -> httpx.Headers:
         """The headers of a publish request, with `token` as for `poll_headers`."""
-        return self._with_headers("Content-Type", token)
+        return self._with_headers("Content-Type", "application/json", token)
 
     def renews_token(self, status: int) -> bool:
         """Whether an answer of `status` calls for sending the request once more, at
@@ -138,8 +158,8 @@ class Settings:
         logger.info("the server refused the token (401); trying once more with a fresh one")
         return True
 
-    def _with_headers(self, json_header: str, token: object) -> httpx.Headers:
-        headers = httpx.Headers({json_header: "application/json"})
+    def _with_headers(self, name: str, value: str, token: object) -> httpx.Headers:
+        headers = httpx.Headers({name: value})
         headers.update(self.headers)
         if self.token_provider is not None:
             headers["Authorization"] = bearer(_provided_token(token))
@@ -147,12 +167,15 @@ class Settings:
 
     def poll_timeout(self, base: httpx.Timeout) -> httpx.Timeout:
         """`base` with a read timeout longer than the poll: the server answers first."""
-        return httpx.Timeout(
-            connect=base.connect,
-            read=self.poll_timeout_seconds + READ_MARGIN_SECONDS,
-            write=base.write,
-            pool=base.pool,
-        )
+        return _with_read_timeout(base, self.poll_timeout_seconds + READ_MARGIN_SECONDS)
+
+    def stream_timeout(self, base: httpx.Timeout) -> httpx.Timeout:
+        """`base` with `STREAM_IDLE_SECONDS` as the read timeout of a stream."""
+        return _with_read_timeout(base, STREAM_IDLE_SECONDS)
+
+
+def _with_read_timeout(base: httpx.Timeout, read: float) -> httpx.Timeout:
+    return httpx.Timeout(connect=base.connect, read=read, write=base.write, pool=base.pool)
 
 
 def make_settings(
@@ -353,13 +376,14 @@ def retried_by_default(error: ClientError) -> bool:
 
 
 class StreamState:
-    """The protocol state of one subscription.
+    """The protocol state of one subscription, by polls or by Server-Sent Events.
 
     It knows where the subscription stands (`since_time` and `last_id` of the last
-    event yielded, or the resume point of a timeout answer), builds the next poll,
-    reads answers, and decides what a failure means. The position never moves back,
-    and events already yielded at the current millisecond are dropped if a server
-    sends them again, so resuming causes no duplicate.
+    event yielded, or the resume point of a timeout answer or of a stream), builds
+    the next poll or stream request, reads answers and streams, and decides what a
+    failure means. The position never moves back, and events already yielded at
+    the current millisecond are dropped if a server sends them again, so resuming
+    causes no duplicate.
     """
 
     def __init__(
@@ -383,18 +407,89 @@ class StreamState:
         self._backoff = Backoff(
             settings.retry_wait_seconds, settings.max_retry_wait_seconds, jitter
         )
+        self._parser = SseParser()
+        self._carried = False  # the open stream has sent something
 
     def poll_url(self) -> httpx.URL:
         """The URL of the next poll."""
-        params: list[tuple[str, str | int | float | bool | None]] = [
-            ("category", category) for category in self.categories
-        ]
+        params = self._category_params()
         params.append(("timeout", str(self.settings.poll_timeout_seconds)))
         if self.since_time is not None:
             params.append(("since_time", str(self.since_time)))
             if self.last_id is not None:
                 params.append(("last_id", str(self.last_id)))
         return self.settings.subscribe_url.copy_merge_params(params)
+
+    def poll_request(self, http: HttpClient, token: object, **extensions: Any) -> httpx.Request:
+        """The next poll, sent with `token` (see `Settings.poll_headers`) by `http`."""
+        settings = self.settings
+        return http.build_request(
+            "GET",
+            self.poll_url(),
+            headers=settings.poll_headers(token),
+            timeout=settings.poll_timeout(http.timeout),
+            extensions=extensions,
+        )
+
+    def stream_request(self, http: HttpClient, token: object, **extensions: Any) -> httpx.Request:
+        """The request that opens a stream at the position (`Last-Event-ID`), sent
+        with `token` by `http`."""
+        position = None
+        if self.since_time is not None:
+            position = str(self.since_time)
+            if self.last_id is not None:
+                position += f":{self.last_id}"
+        settings = self.settings
+        return http.build_request(
+            "GET",
+            settings.subscribe_url.copy_merge_params(self._category_params()),
+            headers=settings.stream_headers(token, position),
+            timeout=settings.stream_timeout(http.timeout),
+            extensions=extensions,
+        )
+
+    def stream_opened(self, status: int, content_type: str) -> bool:
+        """Whether an answer opens a stream; if so, the failures in a row end and
+        the stream is read from its start. `refused` raises for one that does not."""
+        if status != 200 or content_type.partition(";")[0].strip().lower() != _EVENT_STREAM:
+            return False
+        self._parser = SseParser()
+        self._carried = False
+        self.failures = 0
+        self.wait_seconds = 0.0
+        return True
+
+    def refused(self, status: int, body: bytes, reason: str = "") -> NoReturn:
+        """Raise `ServerError`, or `ProtocolError`, for an answer that opens no stream."""
+        with contextlib.suppress(ProtocolError):
+            _json_object(status, body, reason)
+        raise ProtocolError(f"the answer is not a Server-Sent Events stream: {_excerpt(body)!r}")
+
+    def stream_received(self, chunk: bytes) -> list[ReceivedEvent]:
+        """The new events that `chunk`, the next bytes of the stream, completes.
+
+        Raises `ProtocolError` for an event that is not the protocol's.
+        """
+        self._carried = self._carried or bool(chunk)
+        fresh: list[ReceivedEvent] = []
+        for frame in self._parser.feed(chunk):
+            if frame.event == "missed":
+                self._take([], missed=True)
+            elif frame.data is not None:
+                fresh += self._take([_stream_event(frame.data)], missed=False)
+            elif frame.id is not None:  # a resume point without an event
+                if _POSITION.fullmatch(frame.id) is None:
+                    raise ProtocolError(f"the stream's id is not a position: {frame.id!r}")
+                self._resume_from(int(frame.id))
+        return fresh
+
+    def stream_ended(self) -> None:
+        """Record the clean end of a stream (a server shutting down ends them): the
+        next opens after `success_wait_seconds`. One that ended before it sent
+        anything raises `ConnectionFailed`, a failure."""
+        if not self._carried:
+            raise ConnectionFailed("the server ended the stream before it sent anything")
+        self.wait_seconds = self.settings.success_wait_seconds
 
     def received(self, status: int, body: bytes, reason: str = "") -> list[ReceivedEvent]:
         """The new events of a poll's answer (none for a timeout).
@@ -418,6 +513,11 @@ class StreamState:
             raise ProtocolError("the answer has neither events nor a timeout")
         self.failures = 0
         self.wait_seconds = self.settings.success_wait_seconds
+        return self._take(events, missed)
+
+    def _take(self, events: list[ReceivedEvent], missed: bool) -> list[ReceivedEvent]:
+        """`events` but those already yielded, the first flagged `after_gap` when a
+        gap (`missed`: just before them) has not been flagged yet."""
         fresh = [event for event in events if not self._seen(event)]
         if missed:
             logger.warning("events of %s were dropped before this client got them", self.categories)
@@ -447,8 +547,14 @@ class StreamState:
             raise error
         self.wait_seconds = self._backoff.delay(self.failures)
         logger.warning(
-            "poll of %s failed (%s); retrying in %.2f s", self.categories, error, self.wait_seconds
+            "receiving %s failed (%s); retrying in %.2f s",
+            self.categories,
+            error,
+            self.wait_seconds,
         )
+
+    def _category_params(self) -> list[tuple[str, str | int | float | bool | None]]:
+        return [("category", category) for category in self.categories]
 
     def _seen(self, event: ReceivedEvent) -> bool:
         return event.timestamp == self.since_time and event.id in self._seen_at_since_time
@@ -501,6 +607,16 @@ def connection_failed(exc: httpx.HTTPError, url: httpx.URL) -> ConnectionFailed:
     return ConnectionFailed(f"cannot reach {where}: {reason}")
 
 
+def stream_broke(exc: httpx.HTTPError, url: httpx.URL) -> ConnectionFailed:
+    """The error to raise (from `exc`) when an open stream from `url` fails."""
+    where = url.copy_with(query=None)
+    if isinstance(exc, httpx.ReadTimeout):
+        idle = f"{STREAM_IDLE_SECONDS:g} s"
+        return ConnectionFailed(f"the stream from {where} sent nothing for {idle}")
+    reason = str(exc) or type(exc).__name__
+    return ConnectionFailed(f"the stream from {where} broke: {reason}")
+
+
 def _json_object(status: int, body: bytes, reason: str) -> dict[str, Any]:
     """The JSON object of a successful answer; raises `ServerError` for an error."""
     try:
@@ -526,6 +642,15 @@ def _server_message(answer: object, body: bytes, reason: str) -> str:
 def _excerpt(body: bytes) -> str:
     text = " ".join(body.decode("utf-8", "replace").split())
     return text if len(text) <= _MAX_MESSAGE_CHARS else text[: _MAX_MESSAGE_CHARS - 3] + "..."
+
+
+def _stream_event(data: str) -> ReceivedEvent:
+    try:
+        raw = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        excerpt = _excerpt(data.encode())
+        raise ProtocolError(f"an event of the stream is not JSON: {excerpt!r}") from None
+    return _event(raw)
 
 
 def _event(raw: object) -> ReceivedEvent:
