@@ -2,15 +2,16 @@
 
 `AsyncClient` and `Client` share one implementation of the protocol (`_core`);
 they differ only in how they wait. They work with any server of the protocol,
-golongpoll's included. Both can present a bearer token (`token=`, a string or a
-function that renews it; see `AsyncClient`). Every error they raise derives from
-`longpoll.LongpollError`:
+golongpoll's included; `stream()` (Server-Sent Events instead of polls) needs a
+server that streams, such as longpoll's. Both can present a bearer token
+(`token=`, a string or a function that renews it; see `AsyncClient`). Every error
+they raise derives from `longpoll.LongpollError`:
 
     LongpollError
      +-- InvalidRequest (also ValueError)  a bad category, data, since, last_id or token
      +-- ClientError                       a request failed
           +-- ServerError                  the server answered with an error (.status, .message)
-          +-- ProtocolError                the answer is not the protocol's JSON
+          +-- ProtocolError                the answer is not the protocol's JSON or stream
           +-- ConnectionFailed             no answer: unreachable, broken, timed out
 """
 

@@ -1,4 +1,9 @@
-"""The async client: `_core`'s protocol logic over `httpx.AsyncClient`."""
+"""The async client: `_core`'s protocol logic over `httpx.AsyncClient`.
+
+A subscription's events come from a source, polls or one Server-Sent Events
+stream at a time; `AsyncEventStream` does the rest (waiting, failures, stopping)
+the same way for both.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,9 @@ import inspect
 import uuid
 import weakref
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -30,7 +35,9 @@ class AsyncClient:
     """Subscribes to and publishes on a long-polling server, from async code.
 
     Works with any server of the wire protocol, golongpoll's included. Use it as
-    `async with AsyncClient(...) as client:` (or call `aclose()`).
+    `async with AsyncClient(...) as client:` (or call `aclose()`). `subscribe()`
+    polls; `stream()` takes the same events over Server-Sent Events, from a
+    server that streams them (longpoll's).
 
     - `subscribe_url`: the full URL of the subscribe endpoint, such as
       `http://127.0.0.1:8101/events`; `publish_url` likewise, if you publish.
@@ -110,6 +117,36 @@ class AsyncClient:
         `since`. Several categories need a server with that extension (ours).
         Raises `InvalidRequest` for a bad argument, `ClientError` if the client is closed.
         """
+        return self._start(categories, since, last_id, _Polls)
+
+    def stream(
+        self,
+        *categories: str,
+        since: Since = "now",
+        last_id: uuid.UUID | str | None = None,
+    ) -> AsyncEventStream:
+        """The events of `categories` as `subscribe()` gives them, over one open
+        Server-Sent Events response instead of polls (the server must stream them,
+        as longpoll's does); `since` and `last_id` as for `subscribe()`.
+
+        A stream that breaks, or sends nothing for `STREAM_IDLE_SECONDS` (60 s;
+        servers send heartbeats more often), is a failed poll: `on_failure` and the
+        back-off apply, then it is opened again with the position as
+        `Last-Event-ID`. One that ends cleanly (a server shutting down ends them)
+        is opened again after `success_wait_seconds`. A token function is called
+        for each opening. `poll_timeout_seconds` is not used, nor the server's
+        `retry` field. The response stays open between events: end the stream with
+        `aclose()` or `async with` (leaving the loop does not end it).
+        """
+        return self._start(categories, since, last_id, _EventSource)
+
+    def _start(
+        self,
+        categories: tuple[str, ...],
+        since: Since,
+        last_id: uuid.UUID | str | None,
+        source: Callable[[AsyncClient, StreamState], _Source],
+    ) -> AsyncEventStream:
         checked = _core.check_categories(categories)
         since_time = _core.since_time_of(since)
         state = StreamState(
@@ -117,7 +154,7 @@ class AsyncClient:
         )
         if self._closed:
             raise _core.closed_client()
-        stream = AsyncEventStream(self, state)
+        stream = AsyncEventStream(state, source(self, state))
         self._streams.add(stream)
         return stream
 
@@ -134,9 +171,12 @@ class AsyncClient:
         body = _core.publish_body(category, data)
         if self._closed:
             raise _core.closed_client()
-        response = await self._post(url, body)
-        if self.settings.renews_token(response.status_code):
-            response = await self._post(url, body)
+
+        def request(token: object) -> httpx.Request:
+            headers = self.settings.publish_headers(token)
+            return self._http.build_request("POST", url, content=body, headers=headers)
+
+        response = await self._send(request)
         return _core.published(response.status_code, response.content, response.reason_phrase)
 
     async def aclose(self) -> None:
@@ -160,30 +200,108 @@ class AsyncClient:
     ) -> None:
         await self.aclose()
 
-    async def _poll(self, state: StreamState) -> list[ReceivedEvent]:
+    async def _send(
+        self, request: Callable[[object], httpx.Request], *, stream: bool = False
+    ) -> httpx.Response:
+        """Send the request `request(token)` makes with the current token, once more
+        with a fresh one after a 401 if the token provider may renew it. With
+        `stream`, the answer's body is left to read."""
         if self._closed:
             raise _core.closed_client()
-        url = state.poll_url()
-        response = await self._get(url)
+        response = await self._send_once(request, stream)
         if self.settings.renews_token(response.status_code):
-            response = await self._get(url)
+            await response.aclose()
+            response = await self._send_once(request, stream)
+        return response
+
+    async def _send_once(
+        self, request: Callable[[object], httpx.Request], stream: bool
+    ) -> httpx.Response:
+        built = request(await _current_token(self.settings))
+        try:
+            return await self._http.send(built, stream=stream)
+        except httpx.HTTPError as exc:
+            raise _core.connection_failed(exc, built.url) from exc
+
+
+class _Source(Protocol):
+    """Where a subscription's events come from, one step at a time."""
+
+    async def next_events(self) -> list[ReceivedEvent]:
+        """The next events; none after a timeout. Raises a `ClientError` that failed."""
+        ...
+
+    async def aclose(self) -> None:
+        """Let go of what is held between steps."""
+        ...
+
+
+class _Polls:
+    """One poll a step."""
+
+    def __init__(self, client: AsyncClient, state: StreamState) -> None:
+        self._client = client
+        self._state = state
+
+    async def aclose(self) -> None:
+        pass  # nothing is held between polls
+
+    async def next_events(self) -> list[ReceivedEvent]:
+        state, http = self._state, self._client._http
+        response = await self._client._send(lambda token: state.poll_request(http, token))
         return state.received(response.status_code, response.content, response.reason_phrase)
 
-    async def _get(self, url: httpx.URL) -> httpx.Response:
-        headers = self.settings.poll_headers(await _current_token(self.settings))
-        try:
-            return await self._http.get(
-                url, headers=headers, timeout=self.settings.poll_timeout(self._http.timeout)
-            )
-        except httpx.HTTPError as exc:
-            raise _core.connection_failed(exc, url) from exc
 
-    async def _post(self, url: httpx.URL, body: bytes) -> httpx.Response:
-        headers = self.settings.publish_headers(await _current_token(self.settings))
+class _EventSource:
+    """A Server-Sent Events stream, read until it brings events, opened again at
+    the position when it has ended."""
+
+    def __init__(self, client: AsyncClient, state: StreamState) -> None:
+        self._client = client
+        self._state = state
+        self._response: httpx.Response | None = None
+        self._chunks: AsyncIterator[bytes] | None = None
+
+    async def next_events(self) -> list[ReceivedEvent]:
+        state = self._state
+        response = self._response
+        if response is None:
+            response = self._response = await self._open()
+            self._chunks = response.aiter_bytes()
+        assert self._chunks is not None
         try:
-            return await self._http.post(url, content=body, headers=headers)
+            async for chunk in self._chunks:
+                events = state.stream_received(chunk)
+                if events:
+                    return events
+            await self.aclose()
+            state.stream_ended()
+            return []
+        except BaseException as exc:
+            await self.aclose()
+            if isinstance(exc, httpx.HTTPError):
+                raise _core.stream_broke(exc, response.url) from exc
+            raise
+
+    async def _open(self) -> httpx.Response:
+        state, http = self._state, self._client._http
+        response = await self._client._send(
+            lambda token: state.stream_request(http, token), stream=True
+        )
+        if state.stream_opened(response.status_code, response.headers.get("content-type", "")):
+            return response
+        try:
+            body = await response.aread()
         except httpx.HTTPError as exc:
-            raise _core.connection_failed(exc, url) from exc
+            raise _core.connection_failed(exc, response.url) from exc
+        finally:
+            await response.aclose()
+        state.refused(response.status_code, body, response.reason_phrase)
+
+    async def aclose(self) -> None:
+        response, self._response, self._chunks = self._response, None, None
+        if response is not None:
+            await response.aclose()
 
 
 class AsyncEventStream:
@@ -196,12 +314,13 @@ class AsyncEventStream:
 
     Stopping ends the request in flight at once: `aclose()` or `stop()` (from the
     event loop's thread) make the iteration end, and cancelling the iterating
-    task cancels the request with it. Each poll runs in a child task for that.
+    task cancels the request with it. Each poll, or each read of a stream
+    (`AsyncClient.stream()`), runs in a child task for that.
     """
 
-    def __init__(self, client: AsyncClient, state: StreamState) -> None:
-        self._client = client
+    def __init__(self, state: StreamState, source: _Source) -> None:
         self._state = state
+        self._source = source
         self._pending: deque[ReceivedEvent] = deque()
         self._stopped = False
         self._step: asyncio.Task[list[ReceivedEvent]] | None = None
@@ -227,6 +346,7 @@ class AsyncEventStream:
     async def __anext__(self) -> ReceivedEvent:
         while not self._pending:
             if self._stopped:
+                await self._source.aclose()
                 raise StopAsyncIteration
             step = self._step = asyncio.create_task(self._next_batch())
             try:
@@ -241,21 +361,22 @@ class AsyncEventStream:
                 raise
             finally:
                 self._step = None
-            if self._stopped:  # stopped as the poll ended: its events are not yielded
-                raise StopAsyncIteration
+            if self._stopped:  # stopped as the step ended: its events are not yielded
+                continue
             self._pending.extend(events)
         event = self._pending.popleft()
         self._state.advance(event)
         return event
 
     async def _next_batch(self) -> list[ReceivedEvent]:
-        """One poll after the wait it calls for: its events, none for a timeout or
-        a failure that is retried; raises the failure that stops the stream."""
+        """One step of the source after the wait it calls for: its events, none for
+        a timeout or a failure that is retried; raises the failure that stops the
+        stream."""
         state = self._state
         if state.wait_seconds > 0:
             await asyncio.sleep(state.wait_seconds)
         try:
-            return await self._client._poll(state)
+            return await self._source.next_events()
         except ClientError as error:
             state.failed(error)
             return []
@@ -268,11 +389,13 @@ class AsyncEventStream:
             self._step.cancel()
 
     async def aclose(self) -> None:
-        """`stop()`, then wait until the request in flight, if any, has ended."""
+        """`stop()`, then wait until the request in flight, if any, has ended, and
+        close a stream's response."""
         step = self._step
         self.stop()
         if step is not None and step is not asyncio.current_task():
             await asyncio.wait({step})
+        await self._source.aclose()
 
     async def __aenter__(self) -> AsyncEventStream:
         return self

@@ -2,8 +2,9 @@
 
 A blocking read cannot be cancelled, and closing a socket from another thread
 does not wake a thread blocked reading it; shutting the socket down does. So
-each poll carries httpx's `trace` extension, which reports the sockets its
-connections open, and `EventStream.stop()` shuts those down from any thread.
+each poll (and each Server-Sent Events request) carries httpx's `trace`
+extension, which reports the sockets its connections open, and
+`EventStream.stop()` shuts those down from any thread.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import threading
 import uuid
 import weakref
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -107,6 +108,30 @@ class Client:
         `since`. Several categories need a server with that extension (ours).
         Raises `InvalidRequest` for a bad argument, `ClientError` if the client is closed.
         """
+        return self._start(categories, since, last_id, streaming=False)
+
+    def stream(
+        self,
+        *categories: str,
+        since: Since = "now",
+        last_id: uuid.UUID | str | None = None,
+    ) -> EventStream:
+        """The events of `categories` as `subscribe()` gives them, over one open
+        Server-Sent Events response instead of polls: see `AsyncClient.stream()`.
+
+        The response stays open between events; `close()` (or the end of a `with`
+        block, or the stream's garbage collection) ends it.
+        """
+        return self._start(categories, since, last_id, streaming=True)
+
+    def _start(
+        self,
+        categories: tuple[str, ...],
+        since: Since,
+        last_id: uuid.UUID | str | None,
+        *,
+        streaming: bool,
+    ) -> EventStream:
         checked = _core.check_categories(categories)
         since_time = _core.since_time_of(since)
         state = StreamState(
@@ -117,7 +142,7 @@ class Client:
             if self._closed:
                 raise _core.closed_client()
             http = self._new_http_client(None) if private else self._http
-            stream = EventStream(state, http, private)
+            stream = EventStream(state, http, private, streaming)
             self._streams.add(stream)
         return stream
 
@@ -134,9 +159,12 @@ class Client:
         body = _core.publish_body(category, data)
         if self._closed:
             raise _core.closed_client()
-        response = self._post(url, body)
-        if self.settings.renews_token(response.status_code):
-            response = self._post(url, body)
+
+        def request(token: object) -> httpx.Request:
+            headers = self.settings.publish_headers(token)
+            return self._http.build_request("POST", url, content=body, headers=headers)
+
+        response = _send(self.settings, self._http, request)
         return _core.published(response.status_code, response.content, response.reason_phrase)
 
     def close(self) -> None:
@@ -162,13 +190,6 @@ class Client:
     ) -> None:
         self.close()
 
-    def _post(self, url: httpx.URL, body: bytes) -> httpx.Response:
-        headers = self.settings.publish_headers(_current_token(self.settings))
-        try:
-            return self._http.post(url, content=body, headers=headers)
-        except httpx.HTTPError as exc:
-            raise _core.connection_failed(exc, url) from exc
-
     def _new_http_client(self, transport: httpx.BaseTransport | None) -> httpx.Client:
         if transport is not None:
             return httpx.Client(transport=transport, timeout=_core.REQUEST_TIMEOUT_SECONDS)
@@ -190,19 +211,26 @@ class EventStream:
     blocked read. With a caller's `http_client` or `transport`, connections are
     shared, so only a connection opened for the poll in flight is shut down; a
     poll over a reused connection then ends with its answer. `close()` and the
-    end of a `with` block stop it too. Leaving the loop leaves no request in
-    flight; the stream's connections are closed when it is garbage-collected.
+    end of a `with` block stop it too. Leaving the loop leaves no poll in
+    flight (a stream of `Client.stream()` stays open until `close()`); the
+    stream's connections are closed when it is garbage-collected.
     """
 
-    def __init__(self, state: StreamState, http: httpx.Client, private: bool) -> None:
+    def __init__(
+        self, state: StreamState, http: httpx.Client, private: bool, streaming: bool = False
+    ) -> None:
         self._state = state
         self._http = http
+        self._streaming = streaming
         self._pending: deque[ReceivedEvent] = deque()
         self._stopped = threading.Event()
         self._sockets = _Sockets(keep=private)
         self._close_connections: Callable[[], object] = (
             weakref.finalize(self, http.close) if private else _nothing
         )
+        self._response: httpx.Response | None = None  # the open stream's
+        self._chunks: Iterator[bytes] | None = None
+        self._response_lock = threading.Lock()
 
     @property
     def categories(self) -> tuple[str, ...]:
@@ -231,49 +259,85 @@ class EventStream:
                 if wait > 0 and self._stopped.wait(wait):
                     continue
                 try:
-                    events = self._poll()
+                    events = self._step()
                 except ClientError as error:
                     if not self._stopped.is_set():
                         self._state.failed(error)
                     continue
-                if self._stopped.is_set():  # stopped as the poll ended: not yielded
+                if self._stopped.is_set():  # stopped as the step ended: not yielded
                     raise StopIteration
                 self._pending.extend(events)
         except BaseException:
             self.stop()
+            self._end_response()
             self._close_connections()
             raise
         event = self._pending.popleft()
         self._state.advance(event)
         return event
 
+    def _step(self) -> list[ReceivedEvent]:
+        """One poll, or one read of the stream; none if the stream was stopped first."""
+        if not self._sockets.poll_started():
+            return []
+        try:
+            return self._read_stream() if self._streaming else self._poll()
+        finally:
+            self._sockets.poll_ended(connection_open=self._response is not None)
+
     def _poll(self) -> list[ReceivedEvent]:
         state = self._state
-        url = state.poll_url()
-        response = self._get(url)
-        if response is not None and state.settings.renews_token(response.status_code):
-            response = self._get(url)
-        if response is None:
-            return []  # stopped
+        response = _send(state.settings, self._http, self._traced(state.poll_request))
         return state.received(response.status_code, response.content, response.reason_phrase)
 
-    def _get(self, url: httpx.URL) -> httpx.Response | None:
-        """One request of a poll; None if the stream was stopped before it started."""
-        settings = self._state.settings
-        headers = settings.poll_headers(_current_token(settings))
-        if not self._sockets.poll_started():
-            return None
+    def _read_stream(self) -> list[ReceivedEvent]:
+        """The events of the stream's next bytes, opened first if need be; none
+        when it ended."""
+        state = self._state
+        response = self._response
+        if response is None:
+            response = self._response = self._open_stream()
+            self._chunks = response.iter_bytes()
+        assert self._chunks is not None
         try:
-            return self._http.get(
-                url,
-                headers=headers,
-                timeout=settings.poll_timeout(self._http.timeout),
-                extensions={"trace": self._sockets.trace},
-            )
+            for chunk in self._chunks:
+                events = state.stream_received(chunk)
+                if events:
+                    return events
+            self._end_response()
+            state.stream_ended()
+            return []
+        except BaseException as exc:
+            self._end_response()
+            if isinstance(exc, httpx.HTTPError):
+                raise _core.stream_broke(exc, response.url) from exc
+            raise
+
+    def _open_stream(self) -> httpx.Response:
+        state = self._state
+        response = _send(
+            state.settings, self._http, self._traced(state.stream_request), stream=True
+        )
+        if state.stream_opened(response.status_code, response.headers.get("content-type", "")):
+            return response
+        try:
+            body = response.read()
         except httpx.HTTPError as exc:
-            raise _core.connection_failed(exc, url) from exc
+            raise _core.connection_failed(exc, response.url) from exc
         finally:
-            self._sockets.poll_ended()
+            response.close()
+        state.refused(response.status_code, body, response.reason_phrase)
+
+    def _traced(self, build: Callable[..., httpx.Request]) -> Callable[[object], httpx.Request]:
+        """The request `build` makes for a token, traced to find its sockets."""
+        http, trace = self._http, self._sockets.trace
+        return lambda token: build(http, token, trace=trace)
+
+    def _end_response(self) -> None:
+        with self._response_lock:
+            response, self._response, self._chunks = self._response, None, None
+        if response is not None:
+            response.close()
 
     def stop(self) -> None:
         """End the stream from any thread: the iteration ends, a poll in flight at once."""
@@ -281,10 +345,11 @@ class EventStream:
         self._sockets.shut_down()
 
     def close(self) -> None:
-        """`stop()`, and close the stream's own connections unless a poll is ending
-        on them (the iterating thread closes them then)."""
+        """`stop()`, and close the stream's response and own connections unless a
+        step is ending on them (the iterating thread closes them then)."""
         self._stopped.set()
         if not self._sockets.shut_down():
+            self._end_response()
             self._close_connections()
 
     def __enter__(self) -> EventStream:
@@ -336,10 +401,12 @@ class _Sockets:
             self._sockets = [sock for sock in self._sockets if sock.fileno() != -1]
             return True
 
-    def poll_ended(self) -> None:
+    def poll_ended(self, connection_open: bool = False) -> None:
+        """Note that a poll ended; with `connection_open`, a stream on its connection
+        did not, so its sockets stay known."""
         with self._lock:
             self._polling = False
-            if not self._keep:
+            if not (self._keep or connection_open):
                 self._sockets.clear()
 
     def shut_down(self) -> bool:
@@ -354,6 +421,36 @@ class _Sockets:
         for sock in sockets:
             _shut_down(sock)
         return polling
+
+
+def _send(
+    settings: Settings,
+    http: httpx.Client,
+    request: Callable[[object], httpx.Request],
+    *,
+    stream: bool = False,
+) -> httpx.Response:
+    """Send the request `request(token)` makes with the current token, once more
+    with a fresh one after a 401 if the token provider may renew it. With
+    `stream`, the answer's body is left to read."""
+    response = _send_once(settings, http, request, stream)
+    if settings.renews_token(response.status_code):
+        response.close()
+        response = _send_once(settings, http, request, stream)
+    return response
+
+
+def _send_once(
+    settings: Settings,
+    http: httpx.Client,
+    request: Callable[[object], httpx.Request],
+    stream: bool,
+) -> httpx.Response:
+    built = request(_current_token(settings))
+    try:
+        return http.send(built, stream=stream)
+    except httpx.HTTPError as exc:
+        raise _core.connection_failed(exc, built.url) from exc
 
 
 def _current_token(settings: Settings) -> object:
