@@ -375,6 +375,12 @@ def build_parser() -> _Parser:
         action="store_true",
         help="when the server is lost or fails, retry with back-off instead of exiting",
     )
+    subscribe.add_argument(
+        "--sse",
+        action="store_true",
+        help="receive the events over one Server-Sent Events stream instead of polls "
+        "(--poll-timeout is not used; the server must stream, as longpoll serve does)",
+    )
     _add_server_flags(subscribe, "subscribe")
 
     publish = commands.add_parser(
@@ -830,7 +836,8 @@ def _give_up(error: LongpollError) -> bool:
 def _subscribe(client: Client, args: argparse.Namespace) -> int:
     since: Since = "now" if args.since is None else int(args.since)
     out = sys.stdout.buffer
-    for event in client.subscribe(*args.categories, since=since):
+    receive = client.stream if args.sse else client.subscribe
+    for event in receive(*args.categories, since=since):
         out.write(orjson.dumps(event.to_dict()) + b"\n")
         out.flush()
     return 0
