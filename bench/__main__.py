@@ -27,11 +27,10 @@ import psutil
 from bench import progress
 from bench.credentials import Credentials, refused
 from bench.http import HTTPError, parse_target
-from bench.machine import load_average, machine_facts
-from bench.page import Record, write_page
+from bench.page import Record, load_average, machine_facts, write_page
 from bench.plan import FULL, QUICK
 from bench.procs import parse_cores, pin, raise_fd_limit
-from bench.report import write_json
+from bench.report import write_json, write_report
 from bench.servers import others, serve_variant
 from bench.settings import (
     Catchup,
@@ -44,7 +43,6 @@ from bench.settings import (
     Stream,
 )
 from bench.suite import OWN, RUNNERS, Suite
-from bench.summary import write_report
 
 # each scenario's settings, and which of the options that say where the server is it takes
 SCENARIOS: dict[str, tuple[type[Scenario], str]] = {

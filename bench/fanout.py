@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from bench.http import HTTPError
 from bench.procs import Workers, cpu_seconds, split
 from bench.progress import Bar
+from bench.report import errors_text, fixed, merge_counts, summarize
 from bench.servers import ServerProcess, publish, read_waiting, wait_until_waiting
 from bench.settings import Fanout, IdleMemory, Server, Waiting
-from bench.stats import errors_text, fixed, merge_counts, summarize
 from bench.waiters import CLOSE, Collect, Collected, Subscribe, Subscribed, WaiterConfig, waiters
 
 GENERATOR_BUSY = 0.8  # generator CPU per core of delivery window above which it may limit

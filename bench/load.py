@@ -26,9 +26,9 @@ from bench.http import (
 )
 from bench.procs import Channel, Workers, cpu_seconds, split
 from bench.progress import Bar
+from bench.report import Latency, errors_text, fixed, merge_counts, percent, summarize
 from bench.servers import ServerProcess
 from bench.settings import Catchup, Load, Server
-from bench.stats import Latency, errors_text, fixed, merge_counts, summarize
 
 DRAIN_S = 5.0  # after the window, how long to wait for requests still in flight
 EXPECT_WITHIN = 64  # `expect` must appear in this many first bytes of the body
@@ -155,10 +155,6 @@ def notes(what: str) -> list[str]:
     ]
 
 
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value * 100:.0f}%"
-
-
 @dataclass(slots=True)
 class LoadReport:
     """One closed-loop run against one server."""
@@ -194,8 +190,8 @@ class LoadReport:
         return (
             f"{label:<14} {self.requests_per_s:>9.0f} {ratio:>6} {fixed(latency.p50_ms, 2):>7} "
             f"{fixed(latency.p99_ms, 2):>7} {fixed(latency.max_ms, 2):>7} "
-            f"{_pct(self.server_cpu_share):>7} {fixed(self.server_us_per_request):>10} "
-            f"{_pct(self.gen_cpu_share):>7}  {errors}"
+            f"{percent(self.server_cpu_share):>7} {fixed(self.server_us_per_request):>10} "
+            f"{percent(self.gen_cpu_share):>7}  {errors}"
         )
 
     def text(self) -> str:

@@ -1,26 +1,24 @@
-"""The benchmarks page a suite writes: Markdown, PNG plots and every raw result as JSON."""
+"""The benchmarks page a suite writes: `page.md` filled in with the figures, the plots, and
+every raw result in `results.json`; and the facts about the machine it gives."""
 
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import importlib.metadata
 import json
+import os
+import platform
+import string
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.limits import Limit, limits_of
 from bench.plan import Outcome, Plan, Variant
-from bench.summary import (
-    FANOUT_PNG,
-    RATES_PNG,
-    Row,
-    Run,
-    markdown_table,
-    plot_fanout,
-    plot_rates,
-    rows_of,
-    use_agg,
-)
+from bench.redis_server import REDIS_SERVER
+from bench.report import FANOUT_PNG, PLOTS, RATES_PNG, Run, draw, markdown_table, percent, rows_of
 from bench.targets import (
     BASELINE,
     PARITY,
@@ -29,11 +27,62 @@ from bench.targets import (
     VERDICTS,
     Bodies,
     Figure,
-    Parity,
     Target,
-    check,
+    limits_of,
+    times,
+    versus,
 )
-from bench.versus import times, title, versus
+
+TEMPLATE = Path(__file__).with_name("page.md")
+YARDSTICK = """
+import os, timeit
+os.sched_setaffinity(0, {%d})
+print(min(timeit.repeat("sum(range(1000))", number=2000, repeat=7)) / 2000 * 1e6)
+"""
+
+
+def machine_facts(server_core: int) -> dict[str, object]:
+    """Date, CPU, cores, OS, Python, the server software's versions, and the speed of the
+    server core: microseconds that `sum(range(1000))` takes there, best of 7 (shared
+    machines vary, and every figure of a Python server scales with it)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text().splitlines()
+        models = [line.partition(":")[2].strip() for line in info if line.startswith("model name")]
+    except OSError:
+        models = []
+    speed = _run(sys.executable, "-c", YARDSTICK % server_core)
+    try:
+        shown = _run(REDIS_SERVER, "--version")
+        tagged = [word[2:] for word in shown.split() if word.startswith("v=")]
+        redis = tagged[0] if tagged else shown.strip()
+    except (OSError, subprocess.SubprocessError):
+        redis = "not found"
+    versions: dict[str, str] = {}
+    for name in ("longpoll", "uvicorn", "uvloop", "granian", "redis"):
+        shown_name = "redis-py" if name == "redis" else name
+        try:
+            versions[shown_name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[shown_name] = "not installed"
+    return {
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": models[0] if models and models[0] else platform.processor() or "unknown",
+        "cores": os.cpu_count(),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "python_speed_us": round(float(speed), 1),
+        "versions": {**versions, "redis-server": redis or "unknown"},
+    }
+
+
+def _run(*command: str) -> str:
+    """What `command` writes on its standard output (in a minute at most)."""
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, check=True).stdout
+
+
+def load_average() -> list[float]:
+    """The 1, 5 and 15 minute load averages."""
+    return [round(value, 2) for value in os.getloadavg()]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,32 +101,93 @@ class Record:
     elapsed_s: float
     others: tuple[str, ...] = ()  # the servers given with --other, run by the user
 
-
-def _runs(record: Record) -> list[Run]:
-    return [
-        Run(o.label, f"{o.label}/{o.scenario}", o.payload) for o in record.outcomes if o.payload
-    ]
+    @property
+    def bodies(self) -> Bodies:
+        """The results, by (variant, scenario)."""
+        return {(o.label, o.scenario): o.payload for o in self.outcomes if o.payload}
 
 
 def write_page(record: Record, out_doc: Path) -> list[Path]:
     """Write `out_doc` and, in the directory named after it, the plots and results.json."""
-    use_agg()
     assets = out_doc.with_suffix("")
     assets.mkdir(parents=True, exist_ok=True)
-    runs = _runs(record)
+    outcomes = [o for o in record.outcomes if o.payload]
+    runs = [Run(o.label, f"{o.label}/{o.scenario}", o.payload) for o in outcomes]
     rows = [row for run in runs for row in rows_of(run)]
     results = assets / "results.json"
     results.write_text(json.dumps(_results(record), indent=2) + "\n")
-    written = [out_doc]
-    plots: list[str] = []
-    if plot_fanout(runs, assets / FANOUT_PNG):
-        written.append(assets / FANOUT_PNG)
-        plots.append(f"![Fan-out latency against N, per variant]({assets.name}/{FANOUT_PNG})")
-    if plot_rates(rows, assets / RATES_PNG):
-        written.append(assets / RATES_PNG)
-        plots.append(f"![Requests/s per scenario and variant]({assets.name}/{RATES_PNG})")
-    out_doc.write_text(_markdown(record, rows, plots, assets.name) + "\n")
-    return [*written, results]
+    plots = {name: f"![{PLOTS[name]}]({assets.name}/{name})\n" for name in draw(runs, rows, assets)}
+    results_md = ""
+    labels = [v.label for v in record.variants] + [o.label for o in record.outcomes]
+    for label in dict.fromkeys(labels):
+        mine = [row for row in rows if row.label == label]
+        mine_failed = [o for o in record.outcomes if o.label == label and o.error]
+        errors = [f"- {o.scenario} could not run: {o.error}\n" for o in mine_failed]
+        results_md += f"### {label}\n\n" + (markdown_table(mine, False) + "\n\n" if mine else "")
+        results_md += "".join(errors) + ("\n" if errors else "")
+    facts, plan, bodies = record.facts, record.plan, record.bodies
+    text = string.Template(TEMPLATE.read_text()).substitute(
+        others_running=" (but those given with `--other`, which must be running)"
+        if record.others
+        else "",
+        assets=assets.name,
+        duration=f"{record.elapsed_s:.0f} s"
+        if record.elapsed_s < 120
+        else f"{record.elapsed_s / 60:.1f} minutes",
+        quick="> This run used `--quick`: tiny sizes and windows of a second or less, to check "
+        "the harness, not the software. Its figures say nothing about performance.\n\n"
+        if record.quick
+        else "",
+        title=f"{SUBJECT} against "
+        + ("the alternatives" if record.others else "stock ASGI servers"),
+        versus="\n".join(versus(bodies, record.others)),
+        rates_plot=plots.get(RATES_PNG, ""),
+        targets="".join(f"\n{_target(target, bodies)}" for target in TARGETS)
+        + "".join(f"\n{_parity(parity, bodies)}" for parity in PARITY),
+        date=facts["date"],
+        cpu=facts["cpu"],
+        cores=facts["cores"],
+        os=facts["os"],
+        python=facts["python"],
+        versions=", ".join(f"{name} {version}" for name, version in facts["versions"].items()),
+        speed=f"{facts['python_speed_us']:g}",
+        load_before=" ".join(f"{v:.2f}" for v in record.load_before),
+        load_after=" ".join(f"{v:.2f}" for v in record.load_after),
+        crowding=_crowding(record),
+        server_core=record.server_core,
+        generator_cores=",".join(map(str, record.cores)),
+        sizes=", ".join(f"{n:,}" for n in plan.fanout_sizes),
+        redis_sizes=", ".join(f"{n:,}" for n in plan.redis_fanout_sizes),
+        rounds=plan.rounds,
+        connections=plan.connections,
+        warmup=f"{plan.warmup_s:g}",
+        measured=f"{plan.duration_s:g}",
+        catchup_events=plan.catchup_events,
+        stream_subscribers=f"{plan.stream_subscribers:,}",
+        redis_stream_subscribers=f"{plan.redis_stream_subscribers:,}",
+        stream_rate=f"{plan.stream_rate:g}",
+        stream_duration=f"{plan.stream_duration_s:g}",
+        overload_rate=f"{plan.overload_rate:g}",
+        overload_duration=f"{plan.overload_duration_s:g}",
+        idle_waiters=f"{plan.idle_waiters:,}",
+        persist_rounds=plan.persist_rounds,
+        variants="".join(
+            f"\n| {v.label} | {v.server if '`' in v.server else f'`{v.server}`'} "
+            f"| {', '.join(v.scenarios)} |"
+            for v in record.variants
+        ),
+        settle=f"{plan.settle_s:g}",
+        results=results_md,
+        fanout_plot=plots.get(FANOUT_PNG, ""),
+        limits="".join(
+            f"\n| {lim.label} | {lim.scenario} | {lim.case} | {percent(lim.server)} "
+            f"| {percent(lim.generator)} | {percent(lim.others)} | {lim.verdict} |"
+            for o in outcomes
+            for lim in limits_of(o.label, o.scenario, o.payload)
+        ),
+    )
+    out_doc.write_text(text.rstrip("\n") + "\n")
+    return [out_doc, *(assets / name for name in plots), results]
 
 
 def _results(record: Record) -> dict[str, Any]:
@@ -102,96 +212,6 @@ def _results(record: Record) -> dict[str, Any]:
     }
 
 
-def _markdown(record: Record, rows: list[Row], plots: list[str], assets: str) -> str:
-    lines = [
-        "# Benchmarks",
-        "",
-        "This page is generated. To reproduce it on a fresh machine with at least two cores, "
-        "run `pip install -e '.[dev]'`, then `python -m bench suite` from the repository "
-        "root. It needs `redis-server` on PATH (e.g. from the `redis-server` package of "
-        "your distribution), starts and stops every server itself"
-        + (" (but those given with `--other`, which must be running)" if record.others else "")
-        + ", and rewrites this page, "
-        f"the plots in `{assets}/` and every raw figure in `{assets}/results.json` "
-        f"(it took {_duration(record.elapsed_s)} on the machine below).",
-        "",
-    ]
-    if record.quick:
-        lines += [
-            "> This run used `--quick`: tiny sizes and windows of a second or less, to check the "
-            "harness, not the software. Its figures say nothing about performance.",
-            "",
-        ]
-    # What a reader wants first: this server against the others, then the targets.
-    lines += [f"## {title(record.others)}", "", *versus(_bodies(record), record.others), ""]
-    lines += [plot for plot in plots if RATES_PNG in plot] + [""]
-    lines += ["## Targets", "", *_targets(record), ""]
-    lines += _method(record)
-    lines += ["## Variants", "", *_variants(record), ""]
-    lines += ["## Results", ""]
-    for variant in _labels(record):
-        lines += [f"### {variant}", ""]
-        mine = [row for row in rows if row.label == variant]
-        if mine:
-            lines += [markdown_table(mine, with_label=False), ""]
-        errors = [o for o in record.outcomes if o.label == variant and o.error]
-        lines += [f"- {o.scenario} could not run: {o.error}" for o in errors]
-        lines += [""] if errors else []
-    lines += [plot for plot in plots if RATES_PNG not in plot] + [""]
-    lines += ["## What limits each figure", "", *_limits(record), ""]
-    lines += ["## Reading the figures", "", *_reading()]
-    return "\n".join(lines).rstrip("\n")
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} minutes"
-
-
-def _labels(record: Record) -> list[str]:
-    labels = [v.label for v in record.variants]
-    labels += [o.label for o in record.outcomes if o.label not in labels]
-    return list(dict.fromkeys(labels))
-
-
-def _method(record: Record) -> list[str]:
-    facts, plan = record.facts, record.plan
-    versions = ", ".join(f"{name} {version}" for name, version in facts["versions"].items())
-    cores = ",".join(map(str, record.cores))
-    sizes = ", ".join(f"{n:,}" for n in plan.fanout_sizes)
-    redis_sizes = ", ".join(f"{n:,}" for n in plan.redis_fanout_sizes)
-    return [
-        "## Machine and method",
-        "",
-        f"- Run on {facts['date']}: {facts['cpu']}, {facts['cores']} cores, {facts['os']}, "
-        f"Python {facts['python']}.",
-        f"- Software: {versions}.",
-        f"- Speed of the server core: `sum(range(1000))` took {facts['python_speed_us']:g} µs "
-        "in Python (best of 7, just before the suite). Shared machines of one class vary "
-        "(runs of this page have seen 11 µs and 25 µs) and every figure below "
-        "scales with it: compare runs with that in mind.",
-        f"- Load average (1, 5, 15 minutes): {_loads(record.load_before)} before the suite, "
-        f"{_loads(record.load_after)} after it. The suite itself keeps about two cores busy; "
-        "a load well above that before it started means something else was running.",
-        _crowding(record),
-        f"- Every server process the suite started, and redis-server, ran pinned to core "
-        f"{record.server_core}; "
-        f"the load generator (its processes, and the coordinator that publishes) to core "
-        f"{cores}; both with `sched_setaffinity`, as `taskset -c` would. Each variant got a "
-        "fresh server, and idle memory another fresh one.",
-        f"- Fan-out: N = {sizes} ({redis_sizes} with Redis), {plan.rounds} round(s) each. "
-        f"Publish and catch-up: {plan.connections} keep-alive connections, {plan.warmup_s:g} s "
-        f"of warm-up, then {plan.duration_s:g} s measured; each catch-up answer carries "
-        f"{plan.catchup_events} events. Stream: {plan.stream_subscribers:,} subscribers "
-        f"({plan.redis_stream_subscribers:,} with Redis), "
-        f"{plan.stream_rate:g} events/s for {plan.stream_duration_s:g} s; overload: the "
-        f"same subscribers at {plan.overload_rate:g} events/s for "
-        f"{plan.overload_duration_s:g} s (without Redis). Idle memory: "
-        f"{plan.idle_waiters:,} waiting subscribers. Persistence: "
-        f"{plan.persist_rounds} round(s) per setting, the median shown.",
-        "",
-    ]
-
-
 def _crowding(record: Record) -> str:
     shares = [
         (o.payload["server_core_others"], f"{o.label} {o.scenario}")
@@ -209,16 +229,8 @@ def _crowding(record: Record) -> str:
     )
 
 
-def _loads(values: list[float]) -> str:
-    return " ".join(f"{v:.2f}" for v in values)
-
-
-def _bodies(record: Record) -> Bodies:
-    return {(o.label, o.scenario): o.payload for o in record.outcomes if o.payload}
-
-
 def _limited(label: str, target: Target, bodies: Bodies, seen: Figure | None) -> str:
-    """What limited `label`'s figure for `target`, from `limits_of`."""
+    """What limited `label`'s figure for `target`."""
     body = bodies.get((label, target.scenario))
     if seen is None or body is None:
         return "-"
@@ -227,34 +239,22 @@ def _limited(label: str, target: Target, bodies: Bodies, seen: Figure | None) ->
     return verdicts[0] if verdicts else "-"
 
 
-def _targets(record: Record) -> list[str]:
-    """Each target: both figures, their ratio, the verdict, and what limited each figure."""
-    bodies = _bodies(record)
-    lines = [
-        f"`{SUBJECT}` is judged against `{BASELINE}`, `LongpollApp` on stock uvicorn, measured "
-        "in the same run: a ratio is `serve`'s figure over `asgi-uvicorn`'s. A target with "
-        "a bound of its own (idle memory, the stream) is judged on `serve`'s figure alone, "
-        "and any problem noted with a figure (a missed event, an error) misses the target. "
-        "The rows that judge another variant against another baseline (what access control "
-        "costs: `serve-tokens` against `serve`) name them in their cells, and are met when "
-        "each of their figures is.",
-        "",
-        f"| target | {SUBJECT} | {BASELINE} | ratio | verdict | {SUBJECT} limited by "
-        f"| {BASELINE} limited by |",
-        "| --- | --- | --- | ---: | --- | --- | --- |",
-    ]
-    for target in TARGETS:
-        result = check(target, bodies)
-        mine, theirs = result.subject, result.baseline
-        lines.append(
-            f"| {target.name} | {_shown(mine)} | {_shown(theirs)} | {times(result.ratio)} "
-            f"| **{result.verdict}** | {_limited(SUBJECT, target, bodies, mine)} "
-            f"| {_limited(BASELINE, target, bodies, theirs)} |"
-        )
-    return lines + [_parity(parity, bodies) for parity in PARITY]
+def _shown(seen: Figure | None) -> str:
+    return "not measured" if seen is None else seen.shown
 
 
-def _parity(parity: Parity, bodies: Bodies) -> str:
+def _target(target: Target, bodies: Bodies) -> str:
+    """A target as a row: both figures, their ratio, the verdict, what limited each."""
+    result = target.check(bodies)
+    mine, theirs = result.subject, result.baseline
+    return (
+        f"| {target.name} | {_shown(mine)} | {_shown(theirs)} | {times(result.ratio)} "
+        f"| **{VERDICTS[result.met]}** | {_limited(SUBJECT, target, bodies, mine)} "
+        f"| {_limited(BASELINE, target, bodies, theirs)} |"
+    )
+
+
+def _parity(parity: Any, bodies: Bodies) -> str:
     """A `Parity` target as one row: each part's figures and ratio in turn, and what limited
     each variant's figures, scenario by scenario."""
     checks, met = parity.judge(bodies)
@@ -277,92 +277,3 @@ def _parity(parity: Parity, bodies: Bodies) -> str:
         f"| {parity.name} | {figures[0]} | {figures[1]} | {ratios} | **{VERDICTS[met]}** "
         f"| {limits[0]} | {limits[1]} |"
     )
-
-
-def _shown(seen: Figure | None) -> str:
-    return "not measured" if seen is None else seen.shown
-
-
-def _variants(record: Record) -> list[str]:
-    lines = ["| variant | server | scenarios |", "| --- | --- | --- |"]
-    for variant in record.variants:
-        server = variant.server if "`" in variant.server else f"`{variant.server}`"
-        lines.append(f"| {variant.label} | {server} | {', '.join(variant.scenarios)} |")
-    plan = record.plan
-    return [
-        *lines,
-        "",
-        "`serve` is `longpoll serve`, the project's own server. `serve-tokens` is "
-        "`longpoll serve` with access control on, from its environment: a publish token and "
-        "a subscribe secret (32 random bytes each, fresh for every suite). Every publish of "
-        "the load generator then sends the token as `Authorization: Bearer`, and every "
-        "subscribe a token (JWT) signed with the secret that grants its category, in the "
-        "same header (the server verifies it once and keeps it); an answer 401 counts as an "
-        "error. It runs side by side with `serve`, and the targets compare the two. Both "
-        "count the Prometheus metrics, as `longpoll serve` always does. `asgi-uvicorn` is "
-        "`LongpollApp`, the ASGI app (`bench/apps.py`: memory backend, default options, the "
-        "garbage-collector settings of `longpoll serve`), on stock uvicorn with uvloop and "
-        "httptools: what users who mount the ASGI app get, and the baseline of the targets. "
-        "`granian` serves that app through granian's plain ASGI interface. `floor` is stock "
-        "uvicorn serving an app that does the least (`bench.apps:floor_app`: no storage, no "
-        "validation, no timeouts, no disconnect watching, one shared future for every "
-        "waiting request, the same 100 events for every catch-up): what any Python ASGI app "
-        "on uvicorn can reach on this "
-        "machine, measured in the same run.",
-        "",
-        "Every server-side process shares the one server core, so `redis-2` shows what a "
-        "second worker and Redis cost there, not how two workers scale over two cores (this "
-        f"machine has {record.facts['cores']} cores, one of them for the load generator). "
-        "With two workers each counts only its own waiting subscribers, so there the harness "
-        f"waits {plan.settle_s:g} s after sending the subscribe requests instead of asking "
-        "the server.",
-    ]
-
-
-def _limits(record: Record) -> list[str]:
-    limits: list[Limit] = []
-    for outcome in record.outcomes:
-        if outcome.payload:
-            limits += limits_of(outcome.label, outcome.scenario, outcome.payload)
-    return [
-        "From the CPU each side used while the figure was measured, as a share of one core "
-        "(fan-out: from the publish to the last response; with Redis, the server's share "
-        "includes redis-server): a server near all of its core is the limit itself; a busy "
-        "generator means the server could do more than the figure shows. `others` is the "
-        "share of the server core that other processes (or the hypervisor, as steal time) "
-        "took over the whole scenario: that much CPU time was missing from the server.",
-        "",
-        "| variant | scenario | case | server CPU | generator CPU | others | limited by |",
-        "| --- | --- | --- | ---: | ---: | ---: | --- |",
-        *(
-            f"| {lim.label} | {lim.scenario} | {lim.case} | {_pct(lim.server)} "
-            f"| {_pct(lim.generator)} | {_pct(lim.others)} | {lim.verdict} |"
-            for lim in limits
-        ),
-    ]
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value * 100:.0f}%"
-
-
-def _reading() -> list[str]:
-    return [
-        "- fanout: N subscribers wait on one category, one publish; the figure is the time "
-        "from writing the publish to the last subscriber's complete response, over all "
-        "rounds (p50/p99 pooled over the rounds).",
-        "- publish, catchup: requests answered per second by a closed loop (each connection "
-        "sends its next request when the last is answered); latency is request to answer.",
-        "- stream: events delivered per second of publishing, and latency from the publish "
-        "to each subscriber's receipt (including its re-poll); every subscriber's missed, "
-        "duplicated and out-of-order events are counted exactly and must be 0. A server "
-        "that cannot keep up slows the publisher down (each publish waits for its answer): "
-        "the row then says how long publishing took. stream-overload is the same at a rate "
-        "meant to be more than the server can deliver one event per answer: the figure is "
-        "the deliveries per second it sustains (a subscriber's re-poll may then carry "
-        "several events).",
-        "- idle-memory: the server's resident memory while the subscribers wait, minus "
-        "before, per subscriber.",
-        "- gen CPU, server CPU: CPU used over the measured window, as a share of one core.",
-        "- How each scenario measures, and how to run one alone: `bench/README.md`.",
-    ]

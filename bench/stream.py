@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from bench.http import BlockingConnection, HTTPError, publish_request
 from bench.procs import Workers, split
 from bench.progress import Bar
+from bench.report import Latency, errors_text, fixed, merge_counts, summarize
 from bench.servers import ServerProcess, wait_until_waiting
 from bench.settings import Server, Stream
-from bench.stats import Latency, errors_text, fixed, merge_counts, summarize
 from bench.subscribers import StreamConfig, Subscribed, stream_job
 
 SAMPLE = 10  # missed sequence numbers kept per subscriber, for the report

@@ -1,20 +1,34 @@
-"""The project's performance targets: `serve` (`longpoll serve`) against `asgi-uvicorn`
-(`LongpollApp` on stock uvicorn), both measured in the same run, as a ratio of the two
-figures; idle memory and the stream's latency and CPU against fixed bounds; and what access
-control may cost: `serve-tokens` against `serve`, figure by figure (`PARITY`)."""
+"""Judging a suite's figures: the performance targets (`serve` against `asgi-uvicorn`, both
+measured in the same run, as a ratio of the two figures; idle memory and the stream against
+fixed bounds; `serve-tokens` against `serve`, `PARITY`), `serve` against the other servers
+figure by figure, and what limited each figure (the server's core, the generator's, or
+neither, and what else took the server's core)."""
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from bench.fanout import GENERATOR_BUSY
+from bench.persist import BUSY as SERVER_BUSY
+from bench.report import STREAMS
 
 Body = dict[str, Any]
 Bodies = dict[tuple[str, str], Body]  # the results of a run, by (variant, scenario)
 
 SUBJECT = "serve"
 BASELINE = "asgi-uvicorn"
-TOKENS = "serve-tokens"  # `serve` with a publish token and a subscribe secret; its baseline
+TOKENS = "serve-tokens"  # `serve` with a publish token and a subscribe secret
+STOCK = (BASELINE, "granian")
+VERDICTS = {True: "met", False: "missed", None: "not measured"}
+ON_SCHEDULE = 0.99  # share of the requested rate the publisher must achieve
+STREAM_CPU = 0.5  # share of its core the server may use for the stream
+WITHIN = 0.1  # how much worse than `serve` `serve-tokens`' figures may be
+CROWDED = 0.1  # share of the server core that other work took above which it is noted
+ROUND_TRIPS = "waiting (round trips, scheduling) sets the figure"
+FIXED_RATE = "the fixed publish rate sets the load"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,12 +60,20 @@ class Target:
     more_is_better: bool
     absolute: bool = False
 
-    def better(self, value: float) -> bool:
-        """Whether `value` (a ratio, or with `absolute` the figure) is on the good side."""
-        return value >= self.bound if self.more_is_better else value <= self.bound
+    def seen(self, bodies: Bodies, label: str) -> Figure | None:
+        """`label`'s figure, or None when its scenario gave none."""
+        body = bodies.get((label, self.scenario))
+        return self.read(body) if body else None
 
-
-VERDICTS = {True: "met", False: "missed", None: "not measured"}
+    def check(self, bodies: Bodies, subject: str = SUBJECT, baseline: str = BASELINE) -> Check:
+        """This target against one run, as `subject`'s figure over `baseline`'s."""
+        mine, theirs = self.seen(bodies, subject), self.seen(bodies, baseline)
+        times = ratio(mine, theirs)
+        if mine is None or (times is None and not self.absolute):
+            return Check(mine, theirs, times, None)
+        value = mine.value if self.absolute else times or 0.0
+        good = value >= self.bound if self.more_is_better else value <= self.bound
+        return Check(mine, theirs, times, good and not mine.problems)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,36 +85,12 @@ class Check:
     ratio: float | None  # subject / baseline
     met: bool | None
 
-    @property
-    def verdict(self) -> str:
-        """'met', 'missed' or 'not measured'."""
-        return VERDICTS[self.met]
-
 
 def ratio(subject: Figure | None, other: Figure | None) -> float | None:
     """`subject`'s value over `other`'s, when both were measured."""
     if subject is None or other is None or other.value <= 0:
         return None
     return subject.value / other.value
-
-
-def figure(target: Target, bodies: Bodies, label: str) -> Figure | None:
-    """`label`'s figure for `target`, or None when its scenario gave none."""
-    body = bodies.get((label, target.scenario))
-    return target.read(body) if body else None
-
-
-def check(
-    target: Target, bodies: Bodies, subject_label: str = SUBJECT, baseline_label: str = BASELINE
-) -> Check:
-    """`target` against one run's results, as `subject_label`'s figure over `baseline_label`'s."""
-    subject = figure(target, bodies, subject_label)
-    baseline = figure(target, bodies, baseline_label)
-    times = ratio(subject, baseline)
-    if subject is None or (times is None and not target.absolute):
-        return Check(subject, baseline, times, None)
-    met = target.better(subject.value if target.absolute else times or 0.0)
-    return Check(subject, baseline, times, met and not subject.problems)
 
 
 def _problems(errors: object, *more: tuple[str, bool]) -> tuple[str, ...]:
@@ -116,9 +114,8 @@ def _rate(load: Body) -> Figure | None:
     if not isinstance(rate, int | float):
         return None
     short = load.get("connected") != load.get("connections")
-    return Figure(
-        rate, f"{rate:,.0f} req/s", _problems(load.get("errors"), ("not all connected", short))
-    )
+    problems = _problems(load.get("errors"), ("not all connected", short))
+    return Figure(rate, f"{rate:,.0f} req/s", problems)
 
 
 def _idle(body: Body) -> Figure | None:
@@ -128,10 +125,6 @@ def _idle(body: Body) -> Figure | None:
     sent, short = body.get("sent", 0), body.get("sent", 0) < body.get("waiters", 0)
     text = f"{per:.1f} KiB at {sent:,} waiting"
     return Figure(per, text, _problems(body.get("errors"), ("not all waiting", short)))
-
-
-ON_SCHEDULE = 0.99  # share of the requested rate the publisher must achieve
-STREAM_CPU = 0.5  # share of its core the server may use for the stream
 
 
 def _exact(body: Body, *more: tuple[str, bool]) -> tuple[str, tuple[str, ...]]:
@@ -260,14 +253,12 @@ class Parity:
     parts: tuple[Target, ...]
 
     def judge(self, bodies: Bodies) -> tuple[list[Check], bool | None]:
-        """Each part against one run's results, and whether every part was met (None when
-        one was not measured)."""
-        checks = [check(part, bodies, self.subject, self.baseline) for part in self.parts]
+        """Each part against one run, and whether every part was met (None when one was
+        not measured)."""
+        checks = [part.check(bodies, self.subject, self.baseline) for part in self.parts]
         verdicts = [part.met for part in checks]
         return checks, None if None in verdicts else all(verdicts)
 
-
-WITHIN = 0.1  # how much worse than `serve` `serve-tokens`' figures may be
 
 PARITY = [
     Parity(
@@ -285,3 +276,148 @@ PARITY = [
         ),
     )
 ]
+
+
+def times(value: float | None) -> str:
+    """A ratio as shown, or "-"."""
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def _shown(seen: Figure | None) -> str:
+    if seen is None:
+        return "-"
+    return f"{seen.value:,.0f}" if seen.value >= 100 else f"{seen.value:.1f}"
+
+
+def versus(bodies: Bodies, given: tuple[str, ...]) -> list[str]:
+    """The page's first section: a column per server, then `serve`'s figure over each
+    one's; `given`: the labels of the servers given with `--other`."""
+    others = (*STOCK, *given)
+    lines = [
+        f"| figure | {SUBJECT} | {' | '.join(others)} | "
+        + " | ".join(f"{SUBJECT} / {other}" for other in others)
+        + " |",
+        "| --- |" + " ---: |" * (1 + 2 * len(others)),
+    ]
+    better, compared = dict.fromkeys(others, 0), dict.fromkeys(others, 0)
+    for target in TARGETS:
+        mine = target.seen(bodies, SUBJECT)
+        seen = {other: target.seen(bodies, other) for other in others}
+        ratios = {other: ratio(mine, seen[other]) for other in others}
+        for other, value in ratios.items():
+            if value is not None:
+                compared[other] += 1
+                better[other] += value != 1.0 and (value > 1.0) == target.more_is_better
+        cells = [*map(_shown, (mine, *seen.values())), *map(times, ratios.values())]
+        lines.append(f"| {target.figure} | " + " | ".join(cells) + " |")
+    counted = [f"{o} on {better[o]} of {compared[o]} figures" for o in others if compared[o]]
+    also = ", ".join(f"`{label}`" for label in given)
+    return [
+        f"`{SUBJECT}` (`longpoll serve`) against `LongpollApp` (`bench/apps.py`: memory "
+        "backend, default options, the garbage-collector settings of `longpoll serve`) "
+        f"mounted on stock uvicorn (`{BASELINE}`) and on granian's ASGI interface "
+        "(`granian`)"
+        + (
+            f", and against other implementations of the protocol, given with `--other`: "
+            f"{also}. The suite did not start, stop or pin those: each was measured as found, "
+            "on whatever cores it may use and after whatever it had served (see Variants)"
+            if given
+            else ""
+        )
+        + ". The servers ran side by side, idle while another was measured, scenario by "
+        "scenario, so that each row was measured close together in time. "
+        + (
+            f"In this run `{SUBJECT}` did better than " + " and than ".join(counted) + ":"
+            if counted
+            else "In this run no figure could be compared:"
+        ),
+        "",
+        *lines,
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """One figure's CPU shares and what they say limited it."""
+
+    label: str
+    scenario: str
+    case: str
+    server: float | None
+    generator: float | None
+    others: float | None
+    verdict: str
+
+
+def _limit(
+    label: str,
+    scenario: str,
+    case: str,
+    server: float | None,
+    generator: float | None,
+    others: float | None,
+    waits_for: str = ROUND_TRIPS,
+) -> Limit:
+    """What the two CPU shares point at; `waits_for`: what else the figure waits on."""
+    server_busy = server is not None and server >= SERVER_BUSY
+    generator_busy = generator is not None and generator >= GENERATOR_BUSY
+    if server is None:  # e.g. a server the user runs, given without its pid
+        text = "could not tell (no server CPU figure)"
+        text += "; the generator was busy" if generator_busy else ""
+    elif server_busy and generator_busy:
+        text = "both cores (server and generator)"
+    elif server_busy or generator_busy:
+        text = "the server core" if server_busy else "the generator (the server had CPU left)"
+    else:
+        text = f"neither core was saturated: {waits_for}"
+    if others is not None and others >= CROWDED:
+        text += f"; other work took {others:.0%} of the server core, so the figure is understated"
+    return Limit(label, scenario, case, server, generator, others, text)
+
+
+def _median(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
+
+
+def limits_of(label: str, scenario: str, body: Body) -> list[Limit]:
+    """The limits of one result (none for idle memory: it is not a rate or a latency).
+    Shares are of one core, over the measured window (fan-out: publish to the last
+    response)."""
+    others = body.get("server_core_others")
+    if scenario == "fanout":
+        limits = []
+        for size in body.get("sizes", []):
+            rounds = size["rounds"]
+            timed = [r for r in rounds if r.get("max_ms") and r.get("server_cpu_ms") is not None]
+            server = None
+            if timed:
+                busy_ms = sum(r["server_cpu_ms"] for r in timed)
+                server = min(1.0, busy_ms / sum(r["max_ms"] for r in timed))
+            shares = [r["gen_cpu_share"] for r in rounds if r.get("gen_cpu_share") is not None]
+            generator = statistics.fmean(shares) if shares else None
+            case = f"N={size['size']:,}"
+            limits.append(_limit(label, scenario, case, server, generator, others))
+        return limits
+    if scenario in ("publish", "catchup", *STREAMS):
+        load = body.get("load", {}) if scenario == "catchup" else body
+        server, generator = load.get("server_cpu_share"), load.get("gen_cpu_share")
+        if scenario in STREAMS:
+            case, waits_for = f"{body.get('subscribers')} x {body.get('rate')}/s", FIXED_RATE
+        else:
+            case, waits_for = f"{load.get('connections')} connections", ROUND_TRIPS
+        return [_limit(label, scenario, case, server, generator, others, waits_for)]
+    if scenario == "publish-persist":
+        return [
+            _limit(
+                label,
+                scenario,
+                variant,
+                _median([load.get("server_cpu_share") for load in loads]),
+                _median([load.get("gen_cpu_share") for load in loads]),
+                None,
+                "waiting for the disk (fsync)" if "fsync" in variant else ROUND_TRIPS,
+            )
+            for variant, loads in body.get("runs", {}).items()
+        ]
+    return []
