@@ -292,13 +292,13 @@ async def test_redis_outage_and_return(private_redis: RedisServer) -> None:
         # "back": the wake-up listener may still be reconnecting and hand "back"
         # to waiters late, which is right for a resume but not what is tested here.
         after_back = {"since_time": back["timestamp"], "last_id": back["id"]}
-        waiting = asyncio.create_task(poll(client, category="o", timeout=10, **after_back))
+        resumed = asyncio.create_task(poll(client, category="o", timeout=10, **after_back))
         await wait_for_waiters(manager, 1)
         async with asyncio.timeout(10):
-            while not waiting.done():
+            while not resumed.done():
                 await publish(client, "o", "again")
                 await asyncio.sleep(0.5)
-        assert waiting.result()["events"][0]["data"] == "again"
+        assert resumed.result()["events"][0]["data"] == "again"
 
 
 async def test_a_timeout_during_a_redis_pause_is_an_error_not_a_resume_point(
