@@ -43,6 +43,33 @@
  *
  *   token: async () => (await fetch("/my-token")).text(),
  *
+ * A publish is stored once, even when it has to be sent again. publish() gives the
+ * event a random UUID (`"id"` in the body: crypto.randomUUID, or one made from
+ * crypto.getRandomValues where that is missing) and, when it cannot know that the
+ * server stored the event, sends it again under the same id: after no answer (a
+ * network error, or none within publishTimeoutSeconds), 408, 429, 502, 503 or 504.
+ * The server stores an id it has already buffered in that category no second time
+ * and answers `repeat: true` with the first event's id and timestamp, so the Promise
+ * resolves once the event is stored, once. It rejects with a LongpollError when the
+ * server refuses the publish (any other status, with the server's message as the
+ * error's message) or when the attempts run out ("publish failed after 5 attempts: "
+ * and the last failure with its status, such as "redis is unavailable (503)"); the
+ * error's `status`, `eventId`, `attempts` and `code` (the server's, if it gave one)
+ * say more. An answer that is not the server's JSON (a proxy's HTML page) becomes one
+ * line naming its status and likely cause: "the proxy in front timed out waiting for
+ * the server (504)". The options, with their defaults:
+ *
+ *   publishAttempts: 5               requests at most per publish (1: never sent again)
+ *   publishTimeoutSeconds: 10        how long each request waits for its answer
+ *   publishRetryWaitSeconds: 0.5     the wait before the second request, doubled
+ *   maxPublishRetryWaitSeconds: 8    before each next one up to this, each wait cut
+ *                                    by a random 0 to 50%; a Retry-After header
+ *                                    (429, 503) makes the wait at least what it
+ *                                    asks, and ends the publish if it asks more
+ *
+ * golongpoll's server ignores the "id" key, so the client still publishes there, but
+ * stores a publish once per request: a request sent again may be stored twice.
+ *
  * `transport` says how events come: "longpoll" (the default, golongpoll's way: one
  * request per batch of events), "sse" (one Server-Sent Events stream that stays open,
  * read with fetch so that it carries the same headers and token as a poll), or
@@ -90,7 +117,17 @@ var longpoll = (function () {
     extraRequestHeaders: [],
     loggingEnabled: false,
     transport: "longpoll",
+    publishAttempts: 5,
+    publishRetryWaitSeconds: 0.5,
+    maxPublishRetryWaitSeconds: 8,
+    publishTimeoutSeconds: 10,
   };
+
+  // Statuses after which a publish is sent again under the same event id: the server,
+  // or a proxy in front, was unavailable (503; also when the server's store lost its
+  // answer, "publish_unconfirmed"), got no valid answer from it (502), timed out (504,
+  // 408) or asks to slow down (429).
+  const RETRIED_PUBLISH_STATUSES = [408, 429, 502, 503, 504];
 
   /** A failed request: `status` is the HTTP status (0 when there was no answer). */
   class LongpollError extends Error {
@@ -266,6 +303,30 @@ var longpoll = (function () {
       }
     }
 
+    if (!Number.isSafeInteger(config.publishAttempts) || config.publishAttempts < 1) {
+      throw optionError("publishAttempts", "must be a whole number, at least 1");
+    }
+    for (const name of ["publishRetryWaitSeconds", "publishTimeoutSeconds"]) {
+      if (!isNumber(config[name]) || config[name] <= 0) {
+        throw optionError(name, "must be a number of seconds above 0");
+      }
+    }
+    if (!given("maxPublishRetryWaitSeconds")) {
+      config.maxPublishRetryWaitSeconds = Math.max(
+        DEFAULTS.maxPublishRetryWaitSeconds,
+        config.publishRetryWaitSeconds,
+      );
+    }
+    if (
+      !isNumber(config.maxPublishRetryWaitSeconds) ||
+      config.maxPublishRetryWaitSeconds < config.publishRetryWaitSeconds
+    ) {
+      throw optionError(
+        "maxPublishRetryWaitSeconds",
+        "must be a number, at least publishRetryWaitSeconds",
+      );
+    }
+
     if (typeof config.loggingEnabled !== "boolean") {
       throw optionError("loggingEnabled", "must be true or false");
     }
@@ -361,15 +422,67 @@ var longpoll = (function () {
     }
   }
 
-  // The server's own message from an error answer, or a description of the answer.
-  function failureMessage(what, status, text) {
+  // The server's own message in an error answer (`{"error": ...}`), or null.
+  function serverMessage(text) {
     try {
       const body = JSON.parse(text);
       if (body && typeof body.error === "string") return body.error;
     } catch (error) {
-      // not JSON: described below
+      // not JSON
     }
-    return `${what} failed, response status: ${status}`;
+    return null;
+  }
+
+  // What an answer without the server's message most likely means, in one line: such
+  // answers (an HTML page, say) mostly come from a proxy in front of the server.
+  const STATUS_CAUSES = {
+    400: "the request was refused as malformed",
+    401: "the request was not authorized",
+    403: "the request was forbidden",
+    404: "nothing is served at this URL",
+    405: "this URL does not take this method",
+    408: "the server or a proxy in front timed out reading the request",
+    413: "the request is larger than the server or a proxy in front accepts",
+    429: "too many requests",
+    500: "the server failed",
+    502: "the proxy in front got no valid answer from the server",
+    503: "the server or the proxy in front is unavailable",
+    504: "the proxy in front timed out waiting for the server",
+  };
+
+  function statusCause(status) {
+    return `${STATUS_CAUSES[status] || "the answer is not the server's"} (${status})`;
+  }
+
+  // The server's own message from an error answer, or a description of the answer.
+  function failureMessage(what, status, text) {
+    return serverMessage(text) ?? `${what} failed: ${statusCause(status)}`;
+  }
+
+  // A version 4 (random) UUID: the id a publish gives its event.
+  function newEventId() {
+    const crypto = globalThis.crypto;
+    if (typeof crypto.randomUUID === "function") return crypto.randomUUID(); // secure contexts
+    const bytes = crypto.getRandomValues(new Uint8Array(16));
+    bytes[6] = (bytes[6] & 0x0f) | 0x40; // version 4
+    bytes[8] = (bytes[8] & 0x3f) | 0x80; // the RFC 4122 variant
+    const hex = Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
+    return [hex.slice(0, 8), hex.slice(8, 12), hex.slice(12, 16), hex.slice(16, 20), hex.slice(20)]
+      .join("-");
+  }
+
+  // The seconds a Retry-After header asks to wait (a number of seconds, or a date);
+  // null when there is none, or it cannot be read.
+  function retryAfterSeconds(value) {
+    if (value === null) return null;
+    const text = value.trim();
+    if (/^\d{1,9}$/.test(text)) return Number(text);
+    const when = Date.parse(text);
+    return Number.isNaN(when) ? null : Math.max(0, (when - Date.now()) / 1000);
+  }
+
+  function sleep(seconds) {
+    return new Promise((resolve) => setTimeout(resolve, seconds * 1000));
   }
 
   class Client {
@@ -407,9 +520,14 @@ var longpoll = (function () {
 
     /**
      * Publish `data` (any JSON value but null) on `category`. Returns a Promise of
-     * the server's answer ({success, id, timestamp}) that rejects with a
+     * the server's answer ({success, id, timestamp, repeat}) that rejects with a
      * LongpollError. golongpoll's callbacks work too: onSuccess(answer) and
      * onFail(status, responseText, error), status 0 when there was no answer.
+     *
+     * The event gets its id here, and a publish that may not have arrived (no answer,
+     * a timeout, 408, 429, 502, 503 or 504) is sent again under the same id: the
+     * server stores the event once, and answers `repeat: true` when it had it already.
+     * See the publish options above.
      */
     publish(category, data, onSuccess, onFail) {
       if (!this.publishUrl) {
@@ -425,8 +543,9 @@ var longpoll = (function () {
           throw new TypeError(`longpoll: publish(): ${name} must be a function`);
         }
       }
-      const body = JSON.stringify({ category: category, data: data });
-      const sent = this._publish(body);
+      const id = newEventId();
+      const body = JSON.stringify({ category: category, data: data, id: id });
+      const sent = this._publish(body, id);
       if (onSuccess || onFail) {
         // A rejection is handled only when onFail is given; otherwise it stays visible.
         sent.then(
@@ -437,19 +556,79 @@ var longpoll = (function () {
       return sent;
     }
 
-    async _publish(body) {
+    // Sends a publish until it is answered, publishAttempts times at most; `body`
+    // names the event `id`, so that the server stores it once however often it comes.
+    async _publish(body, id) {
+      for (let attempt = 1; ; attempt++) {
+        const outcome = await this._publishOnce(body);
+        if (outcome.answer) {
+          outcome.answer.repeat = outcome.answer.repeat === true;
+          if (attempt > 1) this.log(`publish ${id} done at attempt ${attempt}`);
+          return outcome.answer;
+        }
+        const error = outcome.error;
+        error.eventId = id;
+        error.attempts = attempt;
+        let message = null;
+        if (!outcome.retry) {
+          message = outcome.reason; // as before retries: the server's message alone
+        } else if (attempt >= this.publishAttempts) {
+          const times = attempt === 1 ? "1 attempt" : `${attempt} attempts`;
+          message = `publish failed after ${times}: ${outcome.reason}`;
+        }
+        let wait = this._publishRetryWait(attempt);
+        if (message === null && outcome.retryAfter !== null) {
+          if (outcome.retryAfter > this.maxPublishRetryWaitSeconds) {
+            message =
+              `publish failed: ${outcome.reason}; the server asks to wait ` +
+              `${Math.ceil(outcome.retryAfter)} s, more than maxPublishRetryWaitSeconds`;
+          }
+          wait = Math.max(wait, outcome.retryAfter);
+        }
+        if (message !== null) {
+          error.message = message;
+          this.log(message);
+          throw error;
+        }
+        this.log(`publish ${id}: ${outcome.reason}: sending it again in ${wait.toFixed(2)} s`);
+        await sleep(wait);
+      }
+    }
+
+    // Waits before publish attempt `attempt + 1`: doubling from publishRetryWaitSeconds
+    // up to maxPublishRetryWaitSeconds, each cut by a random 0 to 50%.
+    _publishRetryWait(attempt) {
+      const doubled = this.publishRetryWaitSeconds * 2 ** Math.min(attempt - 1, 30);
+      return Math.min(doubled, this.maxPublishRetryWaitSeconds) * (1 - Math.random() * 0.5);
+    }
+
+    // One publish request: {answer} on success, else {error, reason, retry, retryAfter},
+    // `reason` saying what went wrong in one line and `retry` whether sending the
+    // same publish again may succeed.
+    async _publishOnce(body) {
+      const controller = new AbortController();
+      let late = false;
+      const deadline = setTimeout(() => {
+        late = true;
+        controller.abort();
+      }, this.publishTimeoutSeconds * 1000);
       let response;
       let text;
       try {
-        const request = { method: "POST", body, cache: "no-store" };
+        const request = { method: "POST", body, cache: "no-store", signal: controller.signal };
         [response, text] = await this._send(this.publishUrl, request, "application/json");
       } catch (error) {
-        const failure =
-          error instanceof LongpollError
-            ? error
-            : new LongpollError(`publish failed: ${error.message}`, 0, "");
-        this.log(failure.message);
-        throw failure;
+        if (error instanceof LongpollError) {
+          return { error, reason: error.message, retry: false, retryAfter: null };
+        }
+        // No answer: the publish may or may not have arrived.
+        const reason = late
+          ? `no answer within ${this.publishTimeoutSeconds} s`
+          : `no answer (${error.message})`;
+        const failure = new LongpollError(`publish failed: ${reason}`, 0, "");
+        return { error: failure, reason, retry: true, retryAfter: null };
+      } finally {
+        clearTimeout(deadline);
       }
       let answer = null;
       try {
@@ -458,11 +637,22 @@ var longpoll = (function () {
         // handled below
       }
       if (response.ok && answer && answer.success === true) {
-        return answer;
+        return { answer };
       }
-      const message = failureMessage("publish", response.status, text);
-      this.log(`publish failed: ${message}`);
-      throw new LongpollError(message, response.status, text);
+      const status = response.status;
+      const retry = RETRIED_PUBLISH_STATUSES.includes(status);
+      const fromServer = serverMessage(text);
+      const error = new LongpollError(failureMessage("publish", status, text), status, text);
+      if (answer && typeof answer.code === "string") error.code = answer.code;
+      // A publish given up on names the status after the server's message; a refusal
+      // keeps the server's message alone, as golongpoll's pages may expect.
+      const reason = fromServer === null ? statusCause(status) : `${fromServer} (${status})`;
+      return {
+        error,
+        reason: retry ? reason : error.message,
+        retry,
+        retryAfter: retry ? retryAfterSeconds(response.headers.get("Retry-After")) : null,
+      };
     }
 
     // The headers of a request; `token` is the bearer token for it, if any.
