@@ -61,10 +61,15 @@ def merge_counts(counts: Iterable[Mapping[str, int]]) -> dict[str, int]:
     return dict(total)
 
 
-def errors_text(errors: object, *more: str) -> str:
-    """Error counts as `kind xN; ...` and each of `more` that is not empty, or '-'."""
+def problems(errors: object, *more: str) -> list[str]:
+    """Error counts (`kind xN`), then each of `more` that is not empty."""
     counted = [f"{k} x{v}" for k, v in sorted(errors.items())] if isinstance(errors, dict) else []
-    return "; ".join([*counted, *filter(None, more)]) or "-"
+    return [*counted, *filter(None, more)]
+
+
+def errors_text(errors: object, *more: str) -> str:
+    """`problems` as one line, or '-'."""
+    return "; ".join(problems(errors, *more)) or "-"
 
 
 def fixed(value: float | None, digits: int = 1, grouped: bool = False) -> str:

@@ -1,26 +1,23 @@
-"""Judging a suite's figures: the performance targets (`serve` against `asgi-uvicorn`, both
-measured in the same run, as a ratio of the two figures; idle memory and the stream against
-fixed bounds; `serve-tokens` against `serve`, `PARITY`), `serve` against the other servers
-figure by figure, and what limited each figure (the server's core, the generator's, or
-neither, and what else took the server's core)."""
+"""Judging a suite's figures: the targets (`serve`'s figure over `asgi-uvicorn`'s from the
+same run, or fixed bounds for idle memory and the stream; `PARITY`: `serve-tokens` against
+`serve`), `serve` against the other servers figure by figure, and what limited each figure
+(the server's core, the generator's, or neither, and what else took the server's core)."""
 
 from __future__ import annotations
 
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from bench.fanout import GENERATOR_BUSY
 from bench.persist import BUSY as SERVER_BUSY
-from bench.report import STREAMS
+from bench.report import STREAMS, problems
 
 Body = dict[str, Any]
 Bodies = dict[tuple[str, str], Body]  # the results of a run, by (variant, scenario)
 
-SUBJECT = "serve"
-BASELINE = "asgi-uvicorn"
-TOKENS = "serve-tokens"  # `serve` with a publish token and a subscribe secret
+SUBJECT, BASELINE, TOKENS = "serve", "asgi-uvicorn", "serve-tokens"
 STOCK = (BASELINE, "granian")
 VERDICTS = {True: "met", False: "missed", None: "not measured"}
 ON_SCHEDULE = 0.99  # share of the requested rate the publisher must achieve
@@ -28,13 +25,12 @@ STREAM_CPU = 0.5  # share of its core the server may use for the stream
 WITHIN = 0.1  # how much worse than `serve` `serve-tokens`' figures may be
 CROWDED = 0.1  # share of the server core that other work took above which it is noted
 ROUND_TRIPS = "waiting (round trips, scheduling) sets the figure"
-FIXED_RATE = "the fixed publish rate sets the load"
 
 
 @dataclass(frozen=True, slots=True)
 class Figure:
-    """A variant's figure for a target: the value judged, as shown, and what spoils it
-    (a miss, an error) whatever the value; `case` names its line in `limits_of`."""
+    """A variant's figure for a target: the value judged, as shown, what spoils it whatever
+    the value (a miss, an error), and `case`, its line in `limits_of`."""
 
     value: float
     text: str
@@ -47,10 +43,19 @@ class Figure:
         return "; ".join((self.text, *self.problems))
 
 
+class Check(NamedTuple):
+    """A target against one run: `met` is None when a figure it needs was not measured."""
+
+    subject: Figure | None
+    baseline: Figure | None
+    ratio: float | None  # subject / baseline
+    met: bool | None
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
-    """What is promised: `bound` is a factor of the baseline's figure (`SUBJECT`/`BASELINE`),
-    or with `absolute` the most (or least) the subject's figure itself may be."""
+    """What is promised: `bound` is a factor of the baseline's figure, or with `absolute`
+    the most (or least) the subject's figure itself may be."""
 
     name: str
     figure: str  # the figure's short name
@@ -76,16 +81,6 @@ class Target:
         return Check(mine, theirs, times, good and not mine.problems)
 
 
-@dataclass(frozen=True, slots=True)
-class Check:
-    """A target against one run: `met` is None when a figure it needs was not measured."""
-
-    subject: Figure | None
-    baseline: Figure | None
-    ratio: float | None  # subject / baseline
-    met: bool | None
-
-
 def ratio(subject: Figure | None, other: Figure | None) -> float | None:
     """`subject`'s value over `other`'s, when both were measured."""
     if subject is None or other is None or other.value <= 0:
@@ -93,110 +88,88 @@ def ratio(subject: Figure | None, other: Figure | None) -> float | None:
     return subject.value / other.value
 
 
-def _problems(errors: object, *more: tuple[str, bool]) -> tuple[str, ...]:
-    """The errors counted by kind, then each text of `more` whose condition holds."""
-    counted = [f"{k} x{v}" for k, v in sorted(errors.items())] if isinstance(errors, dict) else []
-    return (*counted, *(text for text, holds in more if holds))
+def _figure(
+    value: object, text: str, errors: object, spoilt: list[tuple[str, bool]], case: str = ""
+) -> Figure | None:
+    """A figure of `value` (None if it is not a number), spoilt by `errors` and each text of
+    `spoilt` whose condition holds."""
+    if not isinstance(value, int | float):
+        return None
+    return Figure(value, text, tuple(problems(errors, *(t for t, holds in spoilt if holds))), case)
 
 
 def _fanout(body: Body) -> Figure | None:
     size = max(body.get("sizes", []), key=lambda s: int(s["size"]), default=None)
     if size is None or size.get("max_ms") is None:
         return None
-    got, want = size["received"], size["expected"]
-    problems = _problems(size.get("errors"), (f"got {got}/{want}", got != want))
-    n = f"N={size['size']:,}"
-    return Figure(size["max_ms"], f"{size['max_ms']:,.1f} ms at {n}", problems, n)
+    got, want, n = size["received"], size["expected"], f"N={size['size']:,}"
+    text, spoilt = f"{size['max_ms']:,.1f} ms at {n}", [(f"got {got}/{want}", got != want)]
+    return _figure(size["max_ms"], text, size.get("errors"), spoilt, n)
 
 
 def _rate(load: Body) -> Figure | None:
-    rate = load.get("requests_per_s")
-    if not isinstance(rate, int | float):
-        return None
-    short = load.get("connected") != load.get("connections")
-    problems = _problems(load.get("errors"), ("not all connected", short))
-    return Figure(rate, f"{rate:,.0f} req/s", problems)
+    rate, short = load.get("requests_per_s"), load.get("connected") != load.get("connections")
+    text = f"{rate:,.0f} req/s" if isinstance(rate, int | float) else ""
+    return _figure(rate, text, load.get("errors"), [("not all connected", short)])
 
 
 def _idle(body: Body) -> Figure | None:
-    per = body.get("kib_per_waiter")
-    if not isinstance(per, int | float):
-        return None
-    sent, short = body.get("sent", 0), body.get("sent", 0) < body.get("waiters", 0)
-    text = f"{per:.1f} KiB at {sent:,} waiting"
-    return Figure(per, text, _problems(body.get("errors"), ("not all waiting", short)))
-
-
-def _exact(body: Body, *more: tuple[str, bool]) -> tuple[str, tuple[str, ...]]:
-    """A stream's missed and duplicated events, as shown; its problems: those, events out
-    of order, its errors, and each text of `more` whose condition holds."""
-    missed, dups, disorder = (body.get(k, 0) for k in ("missed", "duplicated", "out_of_order"))
-    problems = _problems(
-        body.get("errors"),
-        ("events missed or duplicated", bool(missed or dups)),
-        (f"{disorder} out of order", disorder != 0),
-        *more,
+    per, sent = body.get("kib_per_waiter"), body.get("sent", 0)
+    text = f"{per:.1f} KiB at {sent:,} waiting" if isinstance(per, int | float) else ""
+    return _figure(
+        per, text, body.get("errors"), [("not all waiting", sent < body.get("waiters", 0))]
     )
-    return f"{missed} missed, {dups} duplicated", problems
 
 
-def _p99(body: Body) -> float | None:
+def _exact(body: Body) -> tuple[str, list[tuple[str, bool]], float | None]:
+    """A stream's missed and duplicated events, as shown; what spoils its figures (events
+    missed, duplicated or out of order); and its p99 (None if not measured)."""
+    missed, dups, disorder = (body.get(k, 0) for k in ("missed", "duplicated", "out_of_order"))
+    spoilt = [("events missed or duplicated", bool(missed or dups))]
+    spoilt.append((f"{disorder} out of order", disorder != 0))
     p99 = (body.get("latency") or {}).get("p99_ms")
-    return p99 if isinstance(p99, int | float) else None
+    return (
+        f"{missed} missed, {dups} duplicated",
+        spoilt,
+        p99 if isinstance(p99, int | float) else None,
+    )
 
 
-def _on_schedule(body: Body) -> tuple[float, tuple[str, bool]]:
-    """The events/s the stream's publisher achieved, and the problem that holds if it fell
-    behind (as `_problems` takes it)."""
+def _stream(body: Body, with_cpu: bool = True) -> Figure | None:
+    """p99, with the publisher on schedule and every event delivered once (`with_cpu`: and
+    the server's CPU within its bound)."""
+    (exact, spoilt, p99), cpu = _exact(body), body.get("server_cpu_share")
+    if p99 is None:
+        return None
     rate, achieved = body["rate"], body["published"] / max(1e-9, body["publishing_s"])
     late = body.get("publish_failed", 0) > 0 or achieved < ON_SCHEDULE * rate
-    return achieved, (f"published {achieved:.1f} of {rate:g} events/s", late)
-
-
-def _stream(body: Body) -> Figure | None:
-    """p99, with the publisher on schedule, every event delivered once, the server's CPU."""
-    p99, cpu = _p99(body), body.get("server_cpu_share")
-    if p99 is None:
-        return None
-    achieved, behind = _on_schedule(body)
-    exact, problems = _exact(
-        body,
-        behind,
-        ("server CPU not measured", cpu is None),
-        (f"server CPU above {STREAM_CPU:.0%}", cpu is not None and cpu > STREAM_CPU),
-    )
+    spoilt.append((f"published {achieved:.1f} of {rate:g} events/s", late))
+    if not with_cpu:
+        return _figure(p99, f"p99 {p99:.1f} ms, {exact}", body.get("errors"), spoilt)
+    spoilt.append(("server CPU not measured", cpu is None))
+    spoilt.append((f"server CPU above {STREAM_CPU:.0%}", cpu is not None and cpu > STREAM_CPU))
     shown = "-" if cpu is None else f"{cpu:.0%}"
     text = f"p99 {p99:.1f} ms, {exact}, server CPU {shown}, {achieved:.1f} events/s published"
-    return Figure(p99, text, problems)
-
-
-def _stream_p99(body: Body) -> Figure | None:
-    """p99, with the publisher on schedule and every event delivered once."""
-    p99 = _p99(body)
-    if p99 is None:
-        return None
-    exact, problems = _exact(body, _on_schedule(body)[1])
-    return Figure(p99, f"p99 {p99:.1f} ms, {exact}", problems)
-
-
-def _stream_cpu(body: Body) -> Figure | None:
-    """The server's CPU while the stream was published, as a share of its core."""
-    cpu = body.get("server_cpu_share")
-    return Figure(cpu, f"server CPU {cpu:.0%}") if isinstance(cpu, int | float) else None
+    return _figure(p99, text, body.get("errors"), spoilt)
 
 
 def _overload(body: Body) -> Figure | None:
     """Deliveries per second, every event delivered once."""
-    per_s, p99 = body.get("delivered_per_s"), _p99(body)
+    (exact, spoilt, p99), per_s = _exact(body), body.get("delivered_per_s")
     if not isinstance(per_s, int | float) or p99 is None:
         return None
-    exact, problems = _exact(body)
-    return Figure(per_s, f"{per_s:,.0f} deliveries/s, p99 {p99:,.1f} ms, {exact}", problems)
+    text = f"{per_s:,.0f} deliveries/s, p99 {p99:,.1f} ms, {exact}"
+    return _figure(per_s, text, body.get("errors"), spoilt)
+
+
+def _server_cpu(body: Body) -> Figure | None:
+    cpu = body.get("server_cpu_share")
+    return _figure(cpu, f"server CPU {cpu:.0%}" if isinstance(cpu, int | float) else "", {}, [])
 
 
 TARGETS = [
     Target(
-        f"stream 1,000 x 20/s: every event published on schedule, 0 missed, 0 duplicated, "
+        "stream 1,000 x 20/s: every event published on schedule, 0 missed, 0 duplicated, "
         f"p99 <= 40 ms, server CPU <= {STREAM_CPU:.0%} of its core",
         "stream p99 ms",
         "stream",
@@ -253,8 +226,7 @@ class Parity:
     parts: tuple[Target, ...]
 
     def judge(self, bodies: Bodies) -> tuple[list[Check], bool | None]:
-        """Each part against one run, and whether every part was met (None when one was
-        not measured)."""
+        """Each part against one run, and whether all were met (None: one was not measured)."""
         checks = [part.check(bodies, self.subject, self.baseline) for part in self.parts]
         verdicts = [part.met for part in checks]
         return checks, None if None in verdicts else all(verdicts)
@@ -269,9 +241,16 @@ PARITY = [
         SUBJECT,
         (
             Target("publish req/s", "publish req/s", "publish", _rate, 1 - WITHIN, True),
-            Target("stream p99", "stream p99", "stream", _stream_p99, 1 + WITHIN, False),
             Target(
-                "stream server CPU", "stream server CPU", "stream", _stream_cpu, 1 + WITHIN, False
+                "stream p99",
+                "stream p99",
+                "stream",
+                lambda body: _stream(body, with_cpu=False),
+                1 + WITHIN,
+                False,
+            ),
+            Target(
+                "stream server CPU", "stream server CPU", "stream", _server_cpu, 1 + WITHIN, False
             ),
         ),
     )
@@ -281,12 +260,6 @@ PARITY = [
 def times(value: float | None) -> str:
     """A ratio as shown, or "-"."""
     return "-" if value is None else f"{value:.2f}x"
-
-
-def _shown(seen: Figure | None) -> str:
-    if seen is None:
-        return "-"
-    return f"{seen.value:,.0f}" if seen.value >= 100 else f"{seen.value:.1f}"
 
 
 def versus(bodies: Bodies, given: tuple[str, ...]) -> list[str]:
@@ -308,8 +281,12 @@ def versus(bodies: Bodies, given: tuple[str, ...]) -> list[str]:
             if value is not None:
                 compared[other] += 1
                 better[other] += value != 1.0 and (value > 1.0) == target.more_is_better
-        cells = [*map(_shown, (mine, *seen.values())), *map(times, ratios.values())]
-        lines.append(f"| {target.figure} | " + " | ".join(cells) + " |")
+        shown = [
+            "-" if f is None else f"{f.value:,.0f}" if f.value >= 100 else f"{f.value:.1f}"
+            for f in (mine, *seen.values())
+        ]
+        lines.append(f"| {target.figure} | {' | '.join(shown)} | ")
+        lines[-1] += " | ".join(map(times, ratios.values())) + " |"
     counted = [f"{o} on {better[o]} of {compared[o]} figures" for o in others if compared[o]]
     also = ", ".join(f"`{label}`" for label in given)
     return [
@@ -336,9 +313,8 @@ def versus(bodies: Bodies, given: tuple[str, ...]) -> list[str]:
     ]
 
 
-@dataclass(frozen=True, slots=True)
-class Limit:
-    """One figure's CPU shares and what they say limited it."""
+class Limit(NamedTuple):
+    """One figure's CPU shares (of one core) and what they say limited it."""
 
     label: str
     scenario: str
@@ -381,9 +357,8 @@ def _median(values: list[float | None]) -> float | None:
 
 
 def limits_of(label: str, scenario: str, body: Body) -> list[Limit]:
-    """The limits of one result (none for idle memory: it is not a rate or a latency).
-    Shares are of one core, over the measured window (fan-out: publish to the last
-    response)."""
+    """The limits of one result, over its measured window (fan-out: the publish to the last
+    response); none for idle memory, which is not a rate or a latency."""
     others = body.get("server_core_others")
     if scenario == "fanout":
         limits = []
@@ -403,10 +378,11 @@ def limits_of(label: str, scenario: str, body: Body) -> list[Limit]:
         load = body.get("load", {}) if scenario == "catchup" else body
         server, generator = load.get("server_cpu_share"), load.get("gen_cpu_share")
         if scenario in STREAMS:
-            case, waits_for = f"{body.get('subscribers')} x {body.get('rate')}/s", FIXED_RATE
-        else:
-            case, waits_for = f"{load.get('connections')} connections", ROUND_TRIPS
-        return [_limit(label, scenario, case, server, generator, others, waits_for)]
+            case = f"{body.get('subscribers')} x {body.get('rate')}/s"
+            waits_for = "the fixed publish rate sets the load"
+            return [_limit(label, scenario, case, server, generator, others, waits_for)]
+        case = f"{load.get('connections')} connections"
+        return [_limit(label, scenario, case, server, generator, others)]
     if scenario == "publish-persist":
         return [
             _limit(
