@@ -28,31 +28,11 @@ from bench import progress
 from bench.credentials import Credentials, refused
 from bench.http import HTTPError, parse_target
 from bench.page import Record, load_average, machine_facts, write_page
-from bench.plan import FULL, QUICK
 from bench.procs import parse_cores, pin, raise_fd_limit
 from bench.report import write_json, write_report
 from bench.servers import others, serve_variant
-from bench.settings import (
-    Catchup,
-    Fanout,
-    IdleMemory,
-    Publish,
-    PublishPersist,
-    Scenario,
-    Server,
-    Stream,
-)
-from bench.suite import OWN, RUNNERS, Suite
-
-# each scenario's settings, and which of the options that say where the server is it takes
-SCENARIOS: dict[str, tuple[type[Scenario], str]] = {
-    "fanout": (Fanout, "events stats"),
-    "idle-memory": (IdleMemory, "events stats"),
-    "publish": (Publish, ""),
-    "publish-persist": (PublishPersist, "none"),
-    "catchup": (Catchup, "events start"),
-    "stream": (Stream, "events stats start"),
-}
+from bench.settings import SCENARIOS, Server
+from bench.suite import FULL, OWN, QUICK, RUNNERS, Suite
 
 
 class RunTimeout(Exception):
@@ -69,8 +49,8 @@ def _server_options(add: Callable[..., Any], takes: str) -> None:
         add("--stats-url", help="URL of JSON stats with 'waiting_subscribers' (e.g. .../stats)")
     add("--server-pid", type=int, help="server process id (CPU and RSS of its tree)")
     if "start" in takes:
-        add("--server-core", type=int, help="start a fresh `longpoll serve --port 0` on this "
-            "core instead of using --url")  # fmt: skip
+        start = "start a fresh `longpoll serve --port 0` on this core instead of using --url"
+        add("--server-core", type=int, help=start)
         add("--serve-flags", default="", help="flags for that server, e.g. '--ttl 60'")
 
 
@@ -81,37 +61,34 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-progress", action="store_true", help="no progress bar (none when not a terminal)"
     )
     commands = parser.add_subparsers(dest="scenario", required=True)
-    for name, (settings, takes) in SCENARIOS.items():
+    for name, settings in SCENARIOS.items():
         doc = (settings.__doc__ or "").splitlines()[0]
         add = commands.add_parser(name, help=doc, description=doc).add_argument
-        if takes != "none":
-            _server_options(add, takes)
+        if settings.where != "none":
+            _server_options(add, settings.where)
         for f in dataclasses.fields(settings):
             if f.metadata.get("cli", True):
                 meta = dict(f.metadata)
                 kind = meta.pop("type") or type(f.default)
                 add(f"--{f.name.replace('_', '-')}", type=kind, default=f.default, **meta)
-        long = name in ("fanout", "idle-memory")
-        add("--max-seconds", type=float, default=1800.0 if long else 600.0,
-            help="stop the whole run after this")  # fmt: skip
+        add("--max-seconds", type=float, default=settings.max_seconds, help="stop after this")
         add("--json", type=Path, help="also write the results as JSON to this file")
     report = commands.add_parser("report", help="a Markdown table and PNG plots from results")
     report.add_argument("files", nargs="+", metavar="[LABEL=]RESULTS.json", help="--json output")
     report.add_argument("--out", type=Path, required=True, help="directory to write into")
-    suite = commands.add_parser("suite", help="every scenario against every server variant; "
-                                "writes docs/benchmarks.md").add_argument  # fmt: skip
+    doc = "every scenario against every server variant; writes docs/benchmarks.md"
+    suite = commands.add_parser("suite", help=doc).add_argument
     suite("--out-doc", type=Path, default=Path("docs/benchmarks.md"), help="the page to write")
     suite("--quick", action="store_true", help="tiny sizes and short runs, to check the harness")
     suite("--server-core", type=int, default=0, help="core for every server and redis-server")
     suite("--pin", default="1", help="cores for the load generator (default 1)")
     suite("--max-seconds", type=float, default=900.0, help="stop the whole suite after this")
     suite("--dir", type=Path, help="where server logs and data files go (default: a temp dir)")
-    suite("--other", action="append", default=[], metavar="NAME=URL[@PID]",
-          help="also measure a server you run (any implementation of the protocol), side by "
-          "side with serve; with its PID, its CPU and memory too (repeatable)")  # fmt: skip
-    suite("--other-paths", action="append", default=[], metavar="NAME=EVENTS,PUBLISH",
-          help="that server's subscribe and publish paths under its URL "
-          "(default /events,/publish)")  # fmt: skip
+    other = "also measure a server you run (any implementation of the protocol), side by side "
+    other += "with serve; with its PID, its CPU and memory too (repeatable)"
+    suite("--other", action="append", default=[], metavar="NAME=URL[@PID]", help=other)
+    paths = "that server's subscribe and publish paths under its URL (default /events,/publish)"
+    suite("--other-paths", action="append", default=[], metavar="NAME=EVENTS,PUBLISH", help=paths)
     suite("--only", help=f"only these of the suite's own variants (of {','.join(OWN)})")
     return parser
 
@@ -152,7 +129,7 @@ def _on_alarm(signum: int, frame: FrameType | None) -> None:
 
 def _scenario(args: argparse.Namespace) -> int:
     """One scenario against the server the options give; 1 if anything failed."""
-    settings_type = SCENARIOS[args.scenario][0]
+    settings_type = SCENARIOS[args.scenario]
     names = [f.name for f in dataclasses.fields(settings_type) if hasattr(args, f.name)]
     settings = settings_type(**{name: getattr(args, name) for name in names})
     pin(settings.pin)
@@ -160,8 +137,8 @@ def _scenario(args: argparse.Namespace) -> int:
     credentials = Credentials.from_env()
     with _server(args, credentials) as (server, note):
         cores = ",".join(map(str, settings.pin or ()))
-        pinned = f" and the coordinator pinned to core(s) {cores} (sched_setaffinity, as " \
-            f"taskset -c {cores} would)" if cores else ", not pinned"  # fmt: skip
+        pinned = f" and the coordinator pinned to core(s) {cores} (sched_setaffinity, as "
+        pinned = f"{pinned}taskset -c {cores} would)" if cores else ", not pinned"
         print(f"{note}\ngenerator: {settings.processes} process(es){pinned}")
         if server is not None:
             print(credentials.note())
@@ -187,20 +164,20 @@ def _server(args: argparse.Namespace, credentials: Credentials) -> Iterator[tupl
     elif options.get("server_core") is None:
         pid = f"pid {args.server_pid}" if args.server_pid else "no --server-pid: no server CPU"
         server = Server(parse_target(args.url), *paths, stats, args.server_pid, credentials)
-        yield server, f"server at {args.url}, not started by the harness ({pid}; pin it " \
-            "yourself, e.g. taskset -c 0)"  # fmt: skip
+        note = f"server at {args.url}, not started by the harness ({pid}; pin it yourself, "
+        yield server, note + "e.g. taskset -c 0)"
     else:
+        flags, core = shlex.split(args.serve_flags), args.server_core
         with (
             tempfile.TemporaryDirectory(prefix="longpoll-bench-") as workdir,
-            serve_variant(
-                shlex.split(args.serve_flags), args.server_core, Path(workdir) / "serve.log",
-                credentials,
-            ) as served,
-        ):  # fmt: skip
-            server = dataclasses.replace(served.server(), events_path=paths[0])
-            server = dataclasses.replace(server, publish_path=paths[1], stats=stats or server.stats)
-            yield server, f"server started by the harness on core {args.server_core}: " \
-                f"{' '.join(served.command)} (pid {served.pid}, {served.url})"  # fmt: skip
+            serve_variant(flags, core, Path(workdir) / "serve.log", credentials) as served,
+        ):
+            started = served.server()
+            server = dataclasses.replace(
+                started, events_path=paths[0], publish_path=paths[1], stats=stats or started.stats
+            )
+            note = f"server started by the harness on core {core}: {' '.join(served.command)}"
+            yield server, f"{note} (pid {served.pid}, {served.url})"
 
 
 def _stop_on_signals() -> None:
@@ -240,10 +217,9 @@ def _suite(args: argparse.Namespace) -> int:
         suite = Suite(plan, server_core, cores, Path(workdir), show, only, given)
         outcomes = suite.run()
     elapsed = time.monotonic() - started
-    record = Record(
-        outcomes, suite.variants, plan, args.quick, facts, server_core, cores, load_before,
-        load_average(), elapsed, tuple(given),
-    )  # fmt: skip
+    loads = (load_before, load_average())
+    record = Record(outcomes, suite.variants, plan, args.quick, facts, server_core, cores, *loads)
+    record = dataclasses.replace(record, elapsed_s=elapsed, others=tuple(given))
     print("\n".join(f"wrote {path}" for path in write_page(record, args.out_doc)))
     if problems := [f"{o.label} {o.scenario}" for o in outcomes if o.failed]:
         print("failed: " + ", ".join(problems), file=sys.stderr)

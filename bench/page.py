@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.plan import Outcome, Plan, Variant
 from bench.redis_server import REDIS_SERVER
 from bench.report import FANOUT_PNG, PLOTS, RATES_PNG, Run, draw, markdown_table, percent, rows_of
+from bench.suite import Outcome, Plan, Variant
 from bench.targets import (
     BASELINE,
     PARITY,
@@ -98,7 +98,7 @@ class Record:
     cores: tuple[int, ...]
     load_before: list[float]
     load_after: list[float]
-    elapsed_s: float
+    elapsed_s: float = 0.0
     others: tuple[str, ...] = ()  # the servers given with --other, run by the user
 
     @property

@@ -8,7 +8,7 @@ import argparse
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from bench.credentials import NO_CREDENTIALS, Credentials
 from bench.http import Target
@@ -51,7 +51,11 @@ class Server:
 
 @dataclass(kw_only=True)
 class Scenario:
-    """What every scenario takes."""
+    """What every scenario takes; `where` lists the options saying where the server is that
+    its command takes beyond --url, --publish-path and --server-pid (`none`: not even those)."""
+
+    where: ClassVar[str] = ""
+    max_seconds: ClassVar[float] = 600.0
 
     @property
     def processes(self) -> int:
@@ -100,6 +104,9 @@ class Waiting(Subscribing):
 class Fanout(Waiting):
     """N subscribers wait on one category; one publish; the time to each delivery."""
 
+    where = "events stats"
+    max_seconds = 1800.0
+
     sizes: tuple[int, ...] = option((1000, 5000, 10000), "N values, e.g. 1000,5000", sizes)
     rounds: int = option(3, "rounds per N")
 
@@ -107,6 +114,9 @@ class Fanout(Waiting):
 @dataclass(kw_only=True)
 class IdleMemory(Waiting):
     """The server's memory before, while and after N subscribers wait."""
+
+    where = "events stats"
+    max_seconds = 1800.0
 
     waiters: int = option(10_000, "waiting subscribers")
     warmup: int = option(100, "warm-up round size (0: none)")
@@ -116,6 +126,8 @@ class IdleMemory(Waiting):
 @dataclass(kw_only=True)
 class Stream(Subscribing):
     """K subscribers in resume loops while R events/s are published for T s."""
+
+    where = "events stats start"
 
     subscribers: int = option(1000, "K subscribers, one connection each")
     rate: float = option(20.0, "R events published per second")
@@ -163,6 +175,8 @@ class Publish(Load):
 class Catchup(Publish):
     """Subscribe requests answered at once from the buffer, per second."""
 
+    where = "events start"
+
     events: int = option(100, "events published first")
     since: str = option("all", "since_time=-1, or after event 1", choices=("all", "first"))
     poll_timeout: int = option(5, "subscribe timeout= seconds")
@@ -172,8 +186,20 @@ class Catchup(Publish):
 class PublishPersist(Load):
     """Publish requests per second of fresh `longpoll serve`s: persistence off, on, fsync."""
 
+    where = "none"
+
     category: str = field(default="", metadata={"cli": False})  # one per variant
     server_core: int = option(0, "core for the servers")
     rounds: int = option(2, "runs per variant")
     dir: Path | None = option(None, "directory for the data files", Path)  # noqa: RUF009
     flush_period: float | None = option(None, "--flush-period for the server", float)
+
+
+SCENARIOS: dict[str, type[Scenario]] = {
+    "fanout": Fanout,
+    "idle-memory": IdleMemory,
+    "publish": Publish,
+    "publish-persist": PublishPersist,
+    "catchup": Catchup,
+    "stream": Stream,
+}
