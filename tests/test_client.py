@@ -681,7 +681,19 @@ def test_core_gap_of_a_timeout_marks_the_next_event() -> None:
         (200, b'{"events": [{"timestamp": "1", "category": "a"}]}', ProtocolError, "timestamp"),
         (200, b'{"something": "else"}', ProtocolError, "neither events nor a timeout"),
         (200, b'{"error": "Invalid category arg."}', ServerError, "200: Invalid category arg."),
-        (502, b"<html>Bad Gateway</html>", ServerError, "502: <html>Bad Gateway</html>"),
+        (
+            502,
+            b"<html>Bad Gateway</html>",
+            ServerError,
+            "502: Bad Gateway, not JSON: likely from a proxy in front of the server, "
+            "which could not reach it",
+        ),
+        (
+            504,
+            b"<html><body>504 Gateway Time-out</body></html>",
+            ServerError,
+            "proxy's read timeout (nginx: proxy_read_timeout) must be longer",
+        ),
         (503, b"", ServerError, "503: Service Unavailable"),
     ],
 )

@@ -127,7 +127,7 @@ def test_core_stream_request_resumes_from_the_position() -> None:
     ("status", "content_type", "body", "error", "message"),
     [
         (400, "application/json", b'{"error":"category is required"}', ServerError, "400: cat"),
-        (503, "text/html", b"<html>down</html>", ServerError, "503: <html>down</html>"),
+        (503, "text/html", b"<html>down</html>", ServerError, "503: reason, not JSON"),
         (200, "application/json", b'{"error":"Invalid timeout arg."}', ServerError, "200: Inv"),
         (200, "application/json", b'{"timeout":"no events"}', ProtocolError, "not a Server-Sent"),
         (200, "text/html", b"<html>hi</html>", ProtocolError, "not a Server-Sent"),

@@ -158,8 +158,16 @@ class AsyncClient:
         self._streams.add(stream)
         return stream
 
-    async def publish(self, category: str, data: Any) -> Published:
+    async def publish(
+        self, category: str, data: Any, *, event_id: uuid.UUID | str | None = None
+    ) -> Published:
         """Publish `data` (anything JSON can encode but None) and return the acknowledgement.
+
+        The event gets `event_id` (a UUID), or a random one, and every attempt
+        carries it: a publish that fails on the way (no answer, a timeout, a 503)
+        is sent again, up to five times with the client's back-off, and a longpoll
+        server stores it once however many attempts reached it (`repeat` in the
+        acknowledgement then says it was stored before).
 
         Raises `InvalidRequest` for a bad argument (before sending anything),
         `ServerError` when the server refuses, `ConnectionFailed` when there is no
@@ -168,16 +176,27 @@ class AsyncClient:
         url = self.settings.publish_url
         if url is None:
             raise _core.no_publish_url()
-        body = _core.publish_body(category, data)
+        publishing = _core.Publishing(self.settings, category, data, event_id)
         if self._closed:
             raise _core.closed_client()
 
         def request(token: object) -> httpx.Request:
             headers = self.settings.publish_headers(token)
-            return self._http.build_request("POST", url, content=body, headers=headers)
+            return self._http.build_request("POST", url, content=publishing.body, headers=headers)
 
-        response = await self._send(request)
-        return _core.published(response.status_code, response.content, response.reason_phrase)
+        while True:
+            retry_after = None
+            try:
+                response = await self._send(request)
+                retry_after = response.headers.get("retry-after")
+                return _core.published(
+                    response.status_code, response.content, response.reason_phrase
+                )
+            except ClientError as error:
+                wait = publishing.retry_after(error, retry_after)
+                if wait is None or self._closed:
+                    raise
+            await asyncio.sleep(wait)
 
     async def aclose(self) -> None:
         """Stop every subscription, wait for their requests to end, close the connections."""

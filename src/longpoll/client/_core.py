@@ -101,11 +101,14 @@ class Published:
     """The server's acknowledgement of a publish.
 
     `id` and `timestamp` locate the new event; they are None when the server does
-    not send them (golongpoll answers only `{"success": true}`).
+    not send them (golongpoll answers only `{"success": true}`). `repeat` is true
+    when the server had stored the event already, from an earlier attempt of the
+    same publish (or a publish of the same id): it was not stored again.
     """
 
     id: uuid.UUID | None
     timestamp: int | None
+    repeat: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -570,10 +573,67 @@ class StreamState:
             self._seen_at_since_time.clear()
 
 
-def publish_body(category: str, data: Any) -> bytes:
-    """The body of a publish request, raising `InvalidRequest` for a bad argument."""
-    check_category(category)
-    return b'{"category":%b,"data":%b}' % (orjson.dumps(category), encode_data(data))
+PUBLISH_ATTEMPTS = 5
+"""How many times a publish is sent before its failure is raised (see `Publishing`)."""
+_PUBLISH_RETRIED_STATUSES = frozenset({408, 429, 502, 503, 504})
+
+
+class Publishing:
+    """One publish, sent until it is acknowledged: its body, with the event's id,
+    and whether a failed attempt is worth another.
+
+    Every attempt carries the same id, and a longpoll server stores an id once, so
+    a publish whose answer was lost (a timeout, a dropped connection, a 503 saying
+    the store may have it) is retried without being stored twice. Connection
+    failures, timeouts and 408, 429, 502, 503 and 504 answers are retried, up to
+    `PUBLISH_ATTEMPTS` attempts, after the client's back-off waits (or a longer
+    `Retry-After`); any other error is raised at once.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        category: str,
+        data: Any,
+        event_id: uuid.UUID | str | None = None,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        check_category(category)
+        if event_id is None:
+            self.event_id = uuid.uuid4()
+        else:
+            try:
+                self.event_id = event_id if isinstance(event_id, uuid.UUID) else uuid.UUID(event_id)
+            except (TypeError, ValueError, AttributeError):
+                raise InvalidRequest(f"event_id must be a UUID, not {event_id!r}") from None
+        self.body = b'{"category":%b,"data":%b,"id":"%s"}' % (
+            orjson.dumps(category),
+            encode_data(data),
+            str(self.event_id).encode("ascii"),
+        )
+        self.attempts = 0
+        self._backoff = Backoff(
+            settings.retry_wait_seconds, settings.max_retry_wait_seconds, jitter
+        )
+
+    def retry_after(self, error: ClientError, retry_after: str | None = None) -> float | None:
+        """The seconds to wait before sending again after `error`, or None to raise it.
+
+        `retry_after` is the answer's `Retry-After` header, if any.
+        """
+        self.attempts += 1
+        if self.attempts >= PUBLISH_ATTEMPTS:
+            return None
+        if isinstance(error, ServerError):
+            if error.status not in _PUBLISH_RETRIED_STATUSES:
+                return None
+        elif not isinstance(error, ConnectionFailed):
+            return None
+        wait = self._backoff.delay(self.attempts)
+        if retry_after is not None and retry_after.strip().isdigit():
+            wait = max(wait, min(float(retry_after), self._backoff.cap))
+        logger.info("publish failed (%s); sending it again in %.2f s", error, wait)
+        return wait
 
 
 def published(status: int, body: bytes, reason: str = "") -> Published:
@@ -587,7 +647,8 @@ def published(status: int, body: bytes, reason: str = "") -> Published:
         parsed_id = uuid.UUID(event_id) if isinstance(event_id, str) else None
     except ValueError:
         raise ProtocolError(f"the publish answer's id is not a UUID: {event_id!r}") from None
-    return Published(parsed_id, timestamp if _is_int(timestamp) else None)
+    repeat = answer.get("repeat") is True
+    return Published(parsed_id, timestamp if _is_int(timestamp) else None, repeat)
 
 
 def no_publish_url() -> ClientError:
@@ -624,7 +685,7 @@ def _json_object(status: int, body: bytes, reason: str) -> dict[str, Any]:
     except orjson.JSONDecodeError:
         answer = None
     if not 200 <= status < 300:
-        raise ServerError(status, _server_message(answer, body, reason))
+        raise ServerError(status, _server_message(status, answer, body, reason))
     if not isinstance(answer, dict):
         raise ProtocolError(f"the answer is not a JSON object: {_excerpt(body)!r}")
     error = answer.get("error")
@@ -633,10 +694,24 @@ def _json_object(status: int, body: bytes, reason: str) -> dict[str, Any]:
     return answer
 
 
-def _server_message(answer: object, body: bytes, reason: str) -> str:
+def _server_message(status: int, answer: object, body: bytes, reason: str) -> str:
     if isinstance(answer, dict) and isinstance(answer.get("error"), str):
         return str(answer["error"])
+    if answer is None and body.strip():
+        # Not JSON: a proxy in front (or another server) answered, not longpoll.
+        cause = _PROXY_CAUSES.get(status, "")
+        return (
+            f"{reason or 'an error'}, not JSON: likely from a proxy in front of the server{cause}"
+        )
     return _excerpt(body) or reason or "no message"
+
+
+_PROXY_CAUSES = {
+    502: ", which could not reach it (down, restarting, or a wrong upstream address)",
+    504: ", which gave up waiting for it: the proxy's read timeout (nginx: "
+    "proxy_read_timeout) must be longer than the poll timeout",
+    413: ", whose body size limit (nginx: client_max_body_size) is below this request",
+}
 
 
 def _excerpt(body: bytes) -> str:

@@ -13,6 +13,7 @@ import contextlib
 import socket
 import ssl
 import threading
+import time
 import uuid
 import weakref
 from collections import deque
@@ -146,8 +147,16 @@ class Client:
             self._streams.add(stream)
         return stream
 
-    def publish(self, category: str, data: Any) -> Published:
+    def publish(
+        self, category: str, data: Any, *, event_id: uuid.UUID | str | None = None
+    ) -> Published:
         """Publish `data` (anything JSON can encode but None) and return the acknowledgement.
+
+        The event gets `event_id` (a UUID), or a random one, and every attempt
+        carries it: a publish that fails on the way (no answer, a timeout, a 503)
+        is sent again, up to five times with the client's back-off, and a longpoll
+        server stores it once however many attempts reached it (`repeat` in the
+        acknowledgement then says it was stored before).
 
         Raises `InvalidRequest` for a bad argument (before sending anything),
         `ServerError` when the server refuses, `ConnectionFailed` when there is no
@@ -156,16 +165,27 @@ class Client:
         url = self.settings.publish_url
         if url is None:
             raise _core.no_publish_url()
-        body = _core.publish_body(category, data)
+        publishing = _core.Publishing(self.settings, category, data, event_id)
         if self._closed:
             raise _core.closed_client()
 
         def request(token: object) -> httpx.Request:
             headers = self.settings.publish_headers(token)
-            return self._http.build_request("POST", url, content=body, headers=headers)
+            return self._http.build_request("POST", url, content=publishing.body, headers=headers)
 
-        response = _send(self.settings, self._http, request)
-        return _core.published(response.status_code, response.content, response.reason_phrase)
+        while True:
+            retry_after = None
+            try:
+                response = _send(self.settings, self._http, request)
+                retry_after = response.headers.get("retry-after")
+                return _core.published(
+                    response.status_code, response.content, response.reason_phrase
+                )
+            except ClientError as error:
+                wait = publishing.retry_after(error, retry_after)
+                if wait is None or self._closed:
+                    raise
+            time.sleep(wait)
 
     def close(self) -> None:
         """Stop every subscription (see `EventStream.stop()`) and close the connections."""
