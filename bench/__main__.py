@@ -26,12 +26,12 @@ import psutil
 
 from bench import progress
 from bench.credentials import Credentials, refused
-from bench.http import HTTPError, parse_target
+from bench.http import HTTPError, Server, parse_target
 from bench.page import Record, load_average, machine_facts, write_page
 from bench.procs import parse_cores, pin, raise_fd_limit
 from bench.report import write_json, write_report
 from bench.servers import others, serve_variant
-from bench.settings import SCENARIOS, Server
+from bench.settings import SCENARIOS
 from bench.suite import FULL, OWN, QUICK, RUNNERS, Suite
 
 

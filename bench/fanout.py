@@ -10,12 +10,12 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from bench.http import HTTPError
+from bench.http import HTTPError, Server
 from bench.procs import Workers, cpu_seconds, split
 from bench.progress import Bar
 from bench.report import errors_text, fixed, merge_counts, summarize
 from bench.servers import ServerProcess, publish, read_waiting, wait_until_waiting
-from bench.settings import Fanout, IdleMemory, Server, Waiting
+from bench.settings import Fanout, IdleMemory, Waiting
 from bench.waiters import CLOSE, Collect, Collected, Subscribe, Subscribed, WaiterConfig, waiters
 
 GENERATOR_BUSY = 0.8  # generator CPU per core of delivery window above which it may limit

@@ -9,6 +9,8 @@ import time
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
+from bench.credentials import NO_CREDENTIALS, Credentials
+
 LOOPBACK = {"localhost": "127.0.0.1", "127.0.0.1": "127.0.0.1", "::1": "::1"}
 
 
@@ -75,35 +77,46 @@ def request(
     return (head + "\r\n").encode("ascii") + body
 
 
-def subscribe_request(
-    target: Target,
-    path: str,
-    category: str,
-    timeout_s: int,
-    since_time: int | None = None,
-    last_id: str | None = None,
-    token: str | None = None,
-) -> bytes:
-    """``GET path?category=...&timeout=...``, resuming at `since_time` (and `last_id`)."""
-    query = f"category={quote(category, safe='')}&timeout={timeout_s}"
-    if since_time is not None:
-        query += f"&since_time={since_time}"
-        if last_id is not None:
-            query += f"&last_id={quote(last_id, safe='')}"
-    return request(target, "GET", f"{target.path(path)}?{query}", token=token)
+ServerPid = int | tuple[int, ...]  # several: a server and what it needs (e.g. redis-server)
 
 
-def publish_request(
-    target: Target,
-    path: str,
-    category: str,
-    data: object,
-    token: str | None = None,
-    separators: tuple[str, str] | None = None,
-) -> bytes:
-    """``POST path`` of one event with `data` in `category`."""
-    body = json.dumps({"category": category, "data": data}, separators=separators).encode()
-    return request(target, "POST", target.path(path), body, token)
+@dataclass(frozen=True, slots=True)
+class Server:
+    """The server under test as a scenario reaches it: `stats` answers its waiting
+    subscribers (else the scenario waits `settle` s); `pid`, to read its CPU and memory."""
+
+    target: Target
+    events_path: str = "/events"
+    publish_path: str = "/publish"
+    stats: Target | None = None
+    pid: ServerPid | None = None
+    credentials: Credentials = NO_CREDENTIALS
+
+    def subscribe(
+        self,
+        category: str,
+        timeout_s: int,
+        since_time: int | None = None,
+        last_id: str | None = None,
+        token: str | None = None,
+    ) -> bytes:
+        """``GET events?category=...&timeout=...``, resuming at `since_time` (and `last_id`);
+        `token`: the subscribe token for `category`."""
+        query = f"category={quote(category, safe='')}&timeout={timeout_s}"
+        if since_time is not None:
+            query += f"&since_time={since_time}"
+            if last_id is not None:
+                query += f"&last_id={quote(last_id, safe='')}"
+        return request(
+            self.target, "GET", f"{self.target.path(self.events_path)}?{query}", token=token
+        )
+
+    def publish(self, category: str, data: object, compact: bool = False) -> bytes:
+        """``POST publish`` of one event with `data` in `category`, with the publish token."""
+        separators = (",", ":") if compact else None
+        body = json.dumps({"category": category, "data": data}, separators=separators).encode()
+        token = self.credentials.publish_token
+        return request(self.target, "POST", self.target.path(self.publish_path), body, token)
 
 
 def _header(head: bytes, key: bytes) -> str | None:

@@ -19,16 +19,15 @@ from bench.http import (
     BlockingConnection,
     HTTPError,
     Response,
+    Server,
     Target,
     fetch,
-    publish_request,
-    subscribe_request,
 )
 from bench.procs import Channel, Workers, cpu_seconds, split
 from bench.progress import Bar
 from bench.report import Latency, errors_text, fixed, merge_counts, percent, summarize
 from bench.servers import ServerProcess
-from bench.settings import Catchup, Load, Server
+from bench.settings import Catchup, Load
 
 DRAIN_S = 5.0  # after the window, how long to wait for requests still in flight
 EXPECT_WITHIN = 64  # `expect` must appear in this many first bytes of the body
@@ -258,8 +257,7 @@ def run_load(
 def run_publish(s: Load, server: Server) -> LoadReport:
     """Publish back to back; count what the window saw."""
     data: dict[str, object] = {"n": 0} | ({"pad": "x" * s.payload_bytes} if s.payload_bytes else {})
-    token = server.credentials.publish_token
-    request = publish_request(server.target, server.publish_path, s.category, data, token)
+    request = server.publish(s.category, data)
     return run_load(s, server, request, "publish")
 
 
@@ -300,8 +298,7 @@ def publish_events(s: Catchup, server: Server) -> list[dict[str, Any]]:
     try:
         for number in range(s.events):
             data = {"n": number} | ({"pad": "x" * s.payload_bytes} if s.payload_bytes else {})
-            token = server.credentials.publish_token
-            raw = publish_request(server.target, server.publish_path, s.category, data, token)
+            raw = server.publish(s.category, data)
             response = conn.request(raw)
             if response.status != 200:
                 raise HTTPError(f"publish {number} answered HTTP {response.status}")
@@ -327,9 +324,7 @@ def run_catchup(s: Catchup, server: Server) -> CatchupReport:
         if not isinstance(since_time, int) or not isinstance(last_id, str):
             raise ValueError("--since first needs publish replies with id and timestamp")
     token = server.credentials.subscribe_token(s.category)
-    request = subscribe_request(
-        server.target, server.events_path, s.category, s.poll_timeout, since_time, last_id, token
-    )
+    request = server.subscribe(s.category, s.poll_timeout, since_time, last_id, token)
     probe = fetch(server.target, request, s.poll_timeout + 10.0)
     if probe.status != 200:
         raise ValueError(f"the catch-up request was answered HTTP {probe.status}")

@@ -1,9 +1,6 @@
-"""A progress bar on stderr while a scenario runs (rich; nothing when not a terminal).
-
-The coordinator is idle while the workers measure, so the bar costs the generator
-nothing worth counting: it is redrawn a few times a second from the coordinator.
-`rich` is optional: without it, or with stderr not a terminal, `Bar` does nothing.
-"""
+"""A progress bar on stderr while a scenario runs: drawn with `rich` (if installed) a few
+times a second by the coordinator, which is idle while the workers measure; nothing when
+stderr is not a terminal, or with `python -m bench --no-progress`."""
 
 from __future__ import annotations
 
@@ -25,21 +22,15 @@ class Bar:
         if not ENABLED or not sys.stderr.isatty():
             return
         try:
+            from rich import progress
             from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-            )
         except ImportError:
             return
-        self._progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
+        self._progress = progress.Progress(
+            progress.TextColumn("{task.description}"),
+            progress.BarColumn(),
+            progress.MofNCompleteColumn(),
+            progress.TimeElapsedColumn(),
             console=Console(stderr=True),
             transient=True,
             refresh_per_second=4,
@@ -52,26 +43,16 @@ class Bar:
         return self
 
     def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         if self._progress is not None:
             self._progress.stop()
 
-    def advance(self, amount: float = 1) -> None:
-        """Move forward by `amount`."""
-        if self._progress is not None:
-            self._progress.advance(self._task, amount)
-
     def update(self, completed: float, description: str | None = None) -> None:
-        """Set the position (and optionally the description)."""
+        """Set the position (and the description, if given)."""
         if self._progress is not None:
-            if description is None:
-                self._progress.update(self._task, completed=completed)
-            else:
-                self._progress.update(self._task, completed=completed, description=description)
+            described = {} if description is None else {"description": description}
+            self._progress.update(self._task, completed=completed, **described)
 
     def sleep_until(self, deadline_ns: int, start_ns: int) -> None:
         """Sleep until `deadline_ns` (`time.monotonic_ns()`), showing seconds since `start_ns`."""

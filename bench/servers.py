@@ -26,13 +26,13 @@ from bench.credentials import ACCESS_ENV, NO_CREDENTIALS, Credentials
 from bench.http import (
     BlockingConnection,
     HTTPError,
+    Server,
+    ServerPid,
     Target,
     fetch,
     parse_target,
-    publish_request,
     request,
 )
-from bench.settings import Server, ServerPid
 
 START_TIMEOUT_S = 20.0
 ATTEMPTS = 3  # ports tried: a free port may be taken before the server binds it
@@ -57,9 +57,7 @@ class Published:
 
 def publish(server: Server, category: str, data: object, timeout_s: float) -> Published:
     """POST one event; the clock starts after connecting, just before the write."""
-    raw = publish_request(
-        server.target, server.publish_path, category, data, server.credentials.publish_token
-    )
+    raw = server.publish(category, data)
     conn = BlockingConnection(server.target, timeout_s)
     try:
         t0 = time.monotonic_ns()

@@ -1,6 +1,6 @@
 """What each scenario does, one dataclass per scenario: `python -m bench SCENARIO` makes
 its options of the fields (`--poll-timeout` for `poll_timeout`), and the suite fills
-them from its plan. Where the server is, is a `Server`."""
+them from its plan. Where the server is, is an `http.Server`."""
 
 from __future__ import annotations
 
@@ -10,11 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from bench.credentials import NO_CREDENTIALS, Credentials
-from bench.http import Target
 from bench.procs import parse_cores
-
-ServerPid = int | tuple[int, ...]  # several: a server and what it needs (e.g. redis-server)
 
 
 def option(default: Any, help: str, type: Any = None, **more: Any) -> Any:
@@ -34,19 +30,6 @@ def sizes(text: str) -> tuple[int, ...]:
 def fresh_category() -> str:
     """A category no earlier run used."""
     return f"bench-{uuid.uuid4().hex[:8]}"
-
-
-@dataclass(frozen=True, slots=True)
-class Server:
-    """The server under test as a scenario reaches it: `stats` answers its waiting
-    subscribers (else the scenario waits `settle` s); `pid`, to read its CPU and memory."""
-
-    target: Target
-    events_path: str = "/events"
-    publish_path: str = "/publish"
-    stats: Target | None = None
-    pid: ServerPid | None = None
-    credentials: Credentials = NO_CREDENTIALS
 
 
 @dataclass(kw_only=True)

@@ -11,12 +11,12 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 
-from bench.http import BlockingConnection, HTTPError, publish_request
+from bench.http import BlockingConnection, HTTPError, Server
 from bench.procs import Workers, split
 from bench.progress import Bar
 from bench.report import Latency, errors_text, fixed, merge_counts, summarize
 from bench.servers import ServerProcess, wait_until_waiting
-from bench.settings import Server, Stream
+from bench.settings import Stream
 from bench.subscribers import StreamConfig, Subscribed, stream_job
 
 SAMPLE = 10  # missed sequence numbers kept per subscriber, for the report
@@ -38,7 +38,7 @@ def publish_stream(
     s: Stream, server: Server, run_id: str, planned: int, first_ns: int, bar: Bar
 ) -> Publisher:
     """Send `planned` events at `s.rate` per second from `first_ns`, then the end event."""
-    log, target, token = Publisher(), server.target, server.credentials.publish_token
+    log, target = Publisher(), server.target
     conn = BlockingConnection(target, 10.0)
     try:
         for seq in range(planned + 1):
@@ -51,7 +51,7 @@ def publish_stream(
                 data["end"] = True
             elif s.payload_bytes:
                 data["pad"] = "x" * s.payload_bytes
-            raw = publish_request(target, server.publish_path, s.category, data, token, (",", ":"))
+            raw = server.publish(s.category, data, compact=True)
             try:
                 response = conn.request(raw)
                 problem = (

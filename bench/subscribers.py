@@ -22,9 +22,9 @@ from typing import Any, cast
 import orjson
 
 from bench.conn import CLOSED, Connection, open_connections
-from bench.http import Response, subscribe_request
+from bench.http import Response, Server
 from bench.procs import Channel, cpu_seconds
-from bench.settings import Server, Stream
+from bench.settings import Stream
 
 RECONNECTS = 3  # per subscriber: reopen a connection the server closed, at most this often
 
@@ -94,10 +94,9 @@ class _Subscriber:
         """Send the next poll from the current position."""
         config = self.run.config
         s, server = config.settings, config.server
-        request = subscribe_request(
-            server.target, server.events_path, s.category, s.poll_timeout, self.since,
-            self.last_id, config.token,
-        )  # fmt: skip
+        request = server.subscribe(
+            s.category, s.poll_timeout, self.since, self.last_id, config.token
+        )
         if self.conn is None or not self.conn.send(request):
             self.lost()
 

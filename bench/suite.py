@@ -25,7 +25,7 @@ from typing import Any
 
 from bench.credentials import Credentials, refused
 from bench.fanout import run_fanout, run_idle_memory
-from bench.http import HTTPError
+from bench.http import HTTPError, Server
 from bench.load import run_catchup, run_publish
 from bench.persist import VARIANTS, run_persist
 from bench.procs import WorkerError
@@ -39,7 +39,6 @@ from bench.settings import (
     Publish,
     PublishPersist,
     Scenario,
-    Server,
     Stream,
     fresh_category,
 )

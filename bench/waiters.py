@@ -13,9 +13,9 @@ from collections import Counter
 from dataclasses import dataclass
 
 from bench.conn import CLOSED, Connection, open_connections
-from bench.http import Response, Target, subscribe_request
+from bench.http import Response, Server, Target
 from bench.procs import Channel, Workers, cpu_seconds
-from bench.settings import Server, Waiting
+from bench.settings import Waiting
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +190,7 @@ def waiters(s: Waiting, server: Server, most: int) -> Workers[WaiterConfig]:
     request of `s` to `server`."""
     token = server.credentials.subscribe_token(s.category)
     target = server.target
-    request = subscribe_request(target, server.events_path, s.category, s.poll_timeout, token=token)
+    request = server.subscribe(s.category, s.poll_timeout, token=token)
     config = WaiterConfig(target, request, s.connect_concurrency, s.connect_timeout)
     return Workers(waiters_job, [config] * s.procs, s.pin, math.ceil(most / s.procs) + 64)
 
