@@ -254,6 +254,36 @@ async def test_event_stored_while_a_waiter_times_out_is_not_lost(
         assert batch.timestamp == event.timestamp
 
 
+async def test_timeout_answers_are_safe_while_the_wakeup_connection_reconnects(
+    redis_server: RedisServer,
+) -> None:
+    # The wake-up connection dies while a subscriber waits and another process
+    # publishes: the timeout answer must carry the event or a point before it, and
+    # resuming from it must give nothing twice.
+    prefix = f"reconnect-{uuid.uuid4().hex}"
+    here = RedisBackend(redis_server.url, key_prefix=prefix, health_check_seconds=0.5)
+    there = RedisBackend(redis_server.url, key_prefix=prefix)
+    async with LongpollManager(backend=here) as manager, LongpollManager(backend=there) as other:
+        for _ in range(5):
+            waiting = asyncio.create_task(manager.wait_for_events(Subscription(("r",), 1)))
+            await wait_for_waiters(manager, 1)
+            async with aioredis.Redis.from_url(redis_server.url) as admin:
+                for client in await admin.client_list():
+                    if client["name"] == WAKE_CLIENT_NAME:
+                        await admin.client_kill_filter(_id=client["id"])
+            event = await other.publish("r", "while reconnecting")
+            batch = await asyncio.wait_for(waiting, 10)
+            if batch.events:
+                assert batch.events == [event]
+                resumed = Subscription(("r",), 1, since_time=event.timestamp, last_id=event.id)
+            else:
+                assert batch.timestamp < event.timestamp
+                resumed = Subscription(("r",), 1, since_time=batch.timestamp)
+                assert (await manager.wait_for_events(resumed)).events == [event]
+                resumed = Subscription(("r",), 1, since_time=event.timestamp, last_id=event.id)
+            assert (await manager.wait_for_events(resumed)).events == []
+
+
 async def test_redis_outage_and_return(private_redis: RedisServer) -> None:
     backend = RedisBackend(private_redis.url, key_prefix="outage", health_check_seconds=0.5)
     manager = LongpollManager(backend=backend)
