@@ -11,7 +11,7 @@ import gc
 import json
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 from bench.conn import CLOSED, Connection, open_connections
@@ -214,13 +214,11 @@ def run_load(
     start = time.monotonic_ns() + int(s.lead * 1e9)
     measure_from = start + int(s.warmup * 1e9)
     end = measure_from + int(s.duration * 1e9)
-    configs = [
-        LoadConfig(
-            server.target, request, expect, unexpected, count, start, measure_from, end,
-            max(1, s.max_requests // s.processes),
-        )
-        for count in split(s.connections, s.processes)
-    ]  # fmt: skip
+    each = max(1, s.max_requests // s.processes)
+    config = LoadConfig(
+        server.target, request, expect, unexpected, 0, start, measure_from, end, each
+    )
+    configs = [replace(config, connections=n) for n in split(s.connections, s.processes)]
     cpu = ServerProcess(server.pid) if server.pid else None
     began = time.monotonic_ns()
     files = configs[0].connections + 64

@@ -46,9 +46,10 @@ class Scenario:
         return 1
 
     pin: tuple[int, ...] | None = option(
-        None, "pin the generator processes and the coordinator to these cores, e.g. 1 or 1,2",
+        None,
+        "pin the generator processes and the coordinator to these cores, e.g. 1 or 1,2",
         parse_cores,
-    )  # fmt: skip
+    )
     payload_bytes: int = option(0, "padding added to each event's data")
 
 

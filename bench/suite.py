@@ -267,26 +267,26 @@ class Suite:
 
     def _settings(self, scenario: str, redis: bool) -> Scenario:
         """The settings of `scenario` from the plan (`redis`: its sizes for Redis)."""
-        plan, cores = self.plan, self.cores
+        plan = self.plan
+        waiting: dict[str, Any] = {
+            "pin": self.cores,
+            "settle": plan.settle_s,
+            "settle_timeout": 30.0,
+        }
         if scenario == "fanout":
             sizes = plan.redis_fanout_sizes if redis else plan.fanout_sizes
-            return Fanout(
-                pin=cores, settle=plan.settle_s, settle_timeout=30.0, sizes=sizes,
-                rounds=plan.rounds,
-            )  # fmt: skip
+            return Fanout(**waiting, sizes=sizes, rounds=plan.rounds)
         if scenario == "idle-memory":
             return IdleMemory(
-                pin=cores, settle=plan.settle_s, settle_timeout=30.0, waiters=plan.idle_waiters,
-                warmup=plan.idle_warmup, hold=plan.idle_hold_s,
-            )  # fmt: skip
+                **waiting, waiters=plan.idle_waiters, warmup=plan.idle_warmup, hold=plan.idle_hold_s
+            )
         if scenario == "publish":
             return Publish(**self._loop())
         if scenario == "catchup":
             return Catchup(**self._loop(), events=plan.catchup_events)
         overload = scenario == "stream-overload"
         return Stream(
-            pin=cores,
-            settle=plan.settle_s,
+            **waiting,
             subscribers=plan.redis_stream_subscribers if redis else plan.stream_subscribers,
             rate=plan.overload_rate if overload else plan.stream_rate,
             duration=plan.overload_duration_s if overload else plan.stream_duration_s,
