@@ -35,14 +35,26 @@ class Owner(Protocol):
 class Connection(asyncio.Protocol):
     """One keep-alive connection with at most one request in flight."""
 
-    __slots__ = ("owner", "parser", "pending", "reads", "transport")
+    __slots__ = (
+        "done_ns",
+        "owner",
+        "parser",
+        "pending",
+        "reads",
+        "response",
+        "sent_ns",
+        "transport",
+    )
 
     def __init__(self, owner: Owner) -> None:
         self.owner = owner
         self.transport: asyncio.Transport | None = None
         self.parser = ResponseParser()
         self.pending = False
-        self.reads = 0  # socket reads that carried the current response
+        self.sent_ns = 0  # when the current request was written
+        self.response: Response | None = None  # its response, once complete
+        self.done_ns = 0  # when the response's last byte arrived
+        self.reads = 0  # socket reads that carried the response
 
     @property
     def open(self) -> bool:
@@ -56,7 +68,8 @@ class Connection(asyncio.Protocol):
         """Write a request; False (nothing sent) when the connection is closed."""
         if self.transport is None or self.transport.is_closing():
             return False
-        self.pending, self.reads = True, 0
+        self.pending, self.response, self.reads = True, None, 0
+        self.sent_ns = time.monotonic_ns()
         self.transport.write(raw)
         return True
 
@@ -71,8 +84,8 @@ class Connection(asyncio.Protocol):
             self.fail("malformed response")
             return
         if response is not None:
-            self.pending = False
-            self.owner.answered(self, response, time.monotonic_ns())
+            self.done_ns, self.response, self.pending = time.monotonic_ns(), response, False
+            self.owner.answered(self, response, self.done_ns)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
@@ -86,7 +99,8 @@ class Connection(asyncio.Protocol):
         if response is None:
             self.owner.failed(self, CLOSED)
         else:
-            self.owner.answered(self, response, time.monotonic_ns())
+            self.done_ns, self.response = time.monotonic_ns(), response
+            self.owner.answered(self, response, self.done_ns)
 
     def fail(self, kind: str) -> None:
         """Drop the connection and report `kind` to the owner."""

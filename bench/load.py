@@ -62,7 +62,7 @@ class Counted(NamedTuple):
 class _Loop:
     """One process's connections, each sending its request again as soon as it is answered."""
 
-    __slots__ = ("active", "config", "count", "done", "errors", "latencies", "sent_ns")
+    __slots__ = ("active", "config", "count", "done", "errors", "latencies")
 
     def __init__(self, config: LoadConfig) -> None:
         self.config = config
@@ -70,17 +70,15 @@ class _Loop:
         self.latencies: list[int] = []
         self.errors: Counter[str] = Counter()
         self.active: set[Connection] = set()  # between the first request and the last answer
-        self.sent_ns: dict[Connection, int] = {}
         self.done = asyncio.Event()
 
     def send(self, conn: Connection) -> None:
         """Send `conn`'s next request, or stop it if the window or the count is over."""
-        config, now = self.config, time.monotonic_ns()
-        if now >= config.end_ns or self.count >= config.max_requests:
+        config = self.config
+        if time.monotonic_ns() >= config.end_ns or self.count >= config.max_requests:
             self._stop(conn)
         elif conn.send(config.request):
             self.count += 1
-            self.sent_ns[conn] = now
         else:
             self.failed(conn, CLOSED)
 
@@ -91,7 +89,7 @@ class _Loop:
         elif config.expect and config.expect not in response.body[:EXPECT_WITHIN]:
             self.errors[config.unexpected] += 1
         elif config.measure_from_ns <= now_ns < config.end_ns:
-            self.latencies.append(now_ns - self.sent_ns[conn])
+            self.latencies.append(now_ns - conn.sent_ns)
         self.send(conn)
 
     def failed(self, conn: Connection, kind: str) -> None:

@@ -95,12 +95,10 @@ class Waiters:
         self.conns: list[Connection] = []
         self.waiting: set[Connection] = set()
         self.done = asyncio.Event()
-        self.answers: dict[Connection, tuple[Response, int]] = {}
         self.failures: dict[Connection, str] = {}
         self.cpu_start = 0.0
 
     def answered(self, conn: Connection, response: Response, now_ns: int) -> None:
-        self.answers[conn] = (response, now_ns)
         self._settled(conn)
 
     def failed(self, conn: Connection, kind: str) -> None:
@@ -127,7 +125,6 @@ class Waiters:
                 config.connect_concurrency,
                 config.connect_timeout_s,
             )
-        self.answers.clear()
         self.failures.clear()
         self.waiting = set(self.conns)
         (self.done.clear if self.waiting else self.done.set)()
@@ -151,16 +148,15 @@ class Waiters:
         last = t0
         reads = 0
         for conn in self.conns:
-            answer = self.answers.get(conn)
             if conn.pending:
                 errors["no response in time"] += 1
                 conn.pending = False
                 conn.close()
                 continue
-            if conn in self.failures or answer is None:
+            response, done_ns = conn.response, conn.done_ns
+            if conn in self.failures or response is None:
                 errors[self.failures.get(conn, "no response")] += 1
                 continue
-            response, done_ns = answer
             problem = classify(response, command.marker)
             if done_ns < t0:
                 problem = f"before publish: {problem or 'events'}"
