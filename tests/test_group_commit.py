@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from longpoll.backends._group_commit import GroupCommit
+from longpoll.backends._shared import GroupCommit
 
 
 class Recorder:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
@@ -61,28 +61,6 @@ class CategoryStats:
     name: str
     buffered_events: int
     waiting_subscribers: int = 0
-
-
-AFTER_ALL_OF_A_MILLISECOND = 2**63
-"""A sequence number above every event's: (ms, this) is a position after all of ms."""
-
-
-def resume_cut(
-    since: int, last_id: uuid.UUID | None, known: Iterable[tuple[int, int, uuid.UUID]]
-) -> tuple[int, int]:
-    """The position a read resumes after: after all of millisecond `since`, or after
-    the event `last_id` of that millisecond among `known` (timestamp, sequence, id of
-    the buffered events and the dropped-event markers that may be it); before all of
-    that millisecond if `last_id` is not among them, as golongpoll does.
-
-    `known` is read lazily, and only up to the event found.
-    """
-    if last_id is None:
-        return (since, AFTER_ALL_OF_A_MILLISECOND)
-    for timestamp, sequence, event_id in known:
-        if timestamp == since and event_id == last_id:
-            return (timestamp, sequence)
-    return (since, -1)
 
 
 class EventCounts:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
 from typing import Any
 
+from longpoll.backends._shared import purge_periodically, resume_cut, ttl_ms, wall_clock_ms
 from longpoll.backends.base import (
     Backend,
     BackendStats,
@@ -21,17 +22,11 @@ from longpoll.backends.base import (
     ReadResult,
     Repeated,
     Stored,
-    resume_cut,
 )
 from longpoll.errors import StoreFull
 from longpoll.event import Event
 from longpoll.options import Options
 from longpoll.subscription import Subscription
-
-
-def wall_clock_ms() -> int:
-    """Milliseconds since the epoch."""
-    return time.time_ns() // 1_000_000
 
 
 def _position(event: Event) -> tuple[int, int]:
@@ -129,10 +124,10 @@ class MemoryBackend(Backend):
         self._max_bytes = options.max_buffered_bytes
         self._max_categories = options.max_stored_categories
         ttl = options.event_ttl_seconds
-        self._ttl_ms = None if ttl is None else max(1, round(ttl * 1000))
+        self._ttl_ms = ttl_ms(ttl)
         self._notify = notify
         if ttl is not None:
-            self._purge_task = asyncio.create_task(self._purge_periodically(min(ttl, 1.0)))
+            self._purge_task = asyncio.create_task(purge_periodically(ttl, self.purge))
 
     async def close(self) -> None:
         if self._purge_task is not None:
@@ -365,8 +360,3 @@ class MemoryBackend(Backend):
         for name, category in list(self._categories.items()):
             self._expire(category, now)
             self._forget_if_empty(name, category, now)
-
-    async def _purge_periodically(self, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            self.purge()

@@ -45,7 +45,7 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-from longpoll.backends._group_commit import GroupCommit
+from longpoll.backends._shared import GroupCommit, purge_periodically, resume_cut, ttl_ms
 from longpoll.backends.base import (
     Backend,
     BackendStats,
@@ -53,7 +53,6 @@ from longpoll.backends.base import (
     ReadResult,
     Repeated,
     Stored,
-    resume_cut,
 )
 from longpoll.errors import BackendUnavailable, PublishUnconfirmed
 from longpoll.event import Event, random_event_id
@@ -375,7 +374,7 @@ class RedisBackend(Backend):
                 )
         self._max_size = options.max_event_buffer_size
         ttl = options.event_ttl_seconds
-        self._ttl_ms = 0 if ttl is None else max(1, round(ttl * 1000))
+        self._ttl_ms = ttl_ms(ttl) or 0
         self._notify = notify
         pool = aioredis.BlockingConnectionPool.from_url(
             self.url,
@@ -401,7 +400,7 @@ class RedisBackend(Backend):
         self._position = (int(last or 0), int(sequence or 0))
         self._tasks.append(asyncio.create_task(self._listen()))
         if ttl is not None:
-            self._tasks.append(asyncio.create_task(self._purge_periodically(min(ttl, 1.0))))
+            self._tasks.append(asyncio.create_task(purge_periodically(ttl, self._purge)))
 
     async def close(self) -> None:
         # redis-py does not always give up a blocked read when its task is cancelled,
@@ -678,9 +677,7 @@ class RedisBackend(Backend):
         except Exception:
             logger.exception("waking waiters failed for event %s", event.id)
 
-    async def _purge_periodically(self, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            # An outage is reported by the wake-up listener.
-            with contextlib.suppress(*_UNAVAILABLE):
-                await self._purge_script(keys=[self._categories], args=[self._prefix, self._ttl_ms])
+    async def _purge(self) -> None:
+        # An outage is reported by the wake-up listener.
+        with contextlib.suppress(*_UNAVAILABLE):
+            await self._purge_script(keys=[self._categories], args=[self._prefix, self._ttl_ms])
