@@ -40,7 +40,7 @@ from typing import Any
 import orjson
 
 from longpoll.addons.base import AddOn
-from longpoll.backends.memory import wall_clock_ms
+from longpoll.backends._shared import GroupCommit, ttl_ms, wall_clock_ms
 from longpoll.errors import InvalidRequest
 from longpoll.event import Event, check_category
 from longpoll.options import Options
@@ -145,9 +145,9 @@ class FilePersistor(AddOn):
         self._lines: list[bytes] = []
         self._pending_bytes = 0
         self._deletions: list[bytes] = []
-        self._durable: list[asyncio.Future[None]] = []
-        self._committing = False  # a durable write is scheduled or running
         self._timer: asyncio.TimerHandle | None = None
+        # With fsync: lines published while one write runs share the next.
+        self._commits = GroupCommit(self._write_durably, self._not_running)
         # Owned by the writer thread.
         self._fd: int | None = None
         self._deleted_fd: int | None = None
@@ -189,16 +189,11 @@ class FilePersistor(AddOn):
     def on_publish(self, event: Event) -> asyncio.Future[None] | None:
         loop = self._loop
         if self._state is not _State.RUNNING or loop is None:
-            raise RuntimeError(f"FilePersistor({str(self.path)!r}) is not running")
-        self._lines.append(event.json)
+            raise self._not_running()
         if self.fsync:
-            done = loop.create_future()
-            self._durable.append(done)
-            if not self._committing:
-                self._committing = True
-                # Let the publishes of this loop iteration join the same write.
-                loop.call_soon(self._commit)
-            return done
+            # Written even if its publisher stops waiting.
+            return asyncio.shield(self._commits.enqueue(event.json))
+        self._lines.append(event.json)
         self._pending_bytes += len(event.json) + 1
         if self._pending_bytes >= self.write_buffer_size:
             self._flush()
@@ -209,7 +204,7 @@ class FilePersistor(AddOn):
     def on_delete(self, events: Sequence[Event]) -> None:
         loop = self._loop
         if self._state is not _State.RUNNING or loop is None:
-            raise RuntimeError(f"FilePersistor({str(self.path)!r}) is not running")
+            raise self._not_running()
         self._deletions.extend(str(event.id).encode("ascii") for event in events)
         if self._timer is None:
             self._timer = loop.call_later(self.flush_period_seconds, self._flush)
@@ -220,26 +215,25 @@ class FilePersistor(AddOn):
             return
         self._state = _State.CLOSED
         self._cancel_timer()
-        lines, deletions, durable = self._take_all()
         executor = self._executor
         assert executor is not None
         try:
+            await self._commits.aclose(None)  # the durable lines published so far
+            lines, deletions = self._take_all()
             # The executor runs one job at a time, in order: this one comes last.
             await asyncio.wrap_future(executor.submit(self._write_and_close, lines, deletions))
-        except Exception as exc:
-            _settle(durable, exc)
-            raise
-        else:
-            _settle(durable, None)
         finally:
             executor.shutdown(wait=True)
             self._executor = None
 
     # ---------------------------------------------------------------- writing
 
-    def _take_all(self) -> tuple[list[bytes], list[bytes], list[asyncio.Future[None]]]:
-        taken = self._lines, self._deletions, self._durable
-        self._lines, self._deletions, self._durable = [], [], []
+    def _not_running(self) -> RuntimeError:
+        return RuntimeError(f"FilePersistor({str(self.path)!r}) is not running")
+
+    def _take_all(self) -> tuple[list[bytes], list[bytes]]:
+        taken = self._lines, self._deletions
+        self._lines, self._deletions = [], []
         self._pending_bytes = 0
         return taken
 
@@ -249,44 +243,20 @@ class FilePersistor(AddOn):
             self._timer = None
 
     def _flush(self) -> None:
-        """Hand what is gathered to the writer thread (not the durable lines)."""
+        """Hand what is gathered to the writer thread (with fsync: the deletions)."""
         self._cancel_timer()
         if self._state is not _State.RUNNING:
             return
-        deletions, self._deletions = self._deletions, []
-        if self.fsync:
-            lines: list[bytes] = []  # durable lines go with their commit
-        else:
-            lines, self._lines = self._lines, []
-            self._pending_bytes = 0
+        lines, deletions = self._take_all()
         if lines or deletions:
             job = self._submit(self._write, lines, deletions, self.fsync)
             job.add_done_callback(self._log_failure)
 
-    def _commit(self) -> None:
-        """Write and fsync the gathered lines, then acknowledge their events."""
-        loop = self._loop
-        if self._state is not _State.RUNNING or loop is None or not self._lines:
-            self._committing = False
-            return
-        lines, deletions, durable = self._take_all()
-        job = self._submit(self._write, lines, deletions, True)
-
-        def done(job: Future[None]) -> None:
-            loop.call_soon_threadsafe(self._committed, job, durable)
-
-        job.add_done_callback(done)
-
-    def _committed(self, job: Future[None], durable: list[asyncio.Future[None]]) -> None:
-        exc = job.exception()
-        _settle(durable, exc)
-        if exc is not None and not durable:
-            logger.error("could not write to %s", self.path, exc_info=exc)
-        self._committing = False
-        if self._lines and self._state is _State.RUNNING:
-            # Published while that fsync ran: they share the next one.
-            self._committing = True
-            self._commit()
+    async def _write_durably(self, lines: list[bytes]) -> list[Exception | None]:
+        """Write and fsync a batch of lines (and the deletions gathered)."""
+        deletions, self._deletions = self._deletions, []
+        await asyncio.wrap_future(self._submit(self._write, lines, deletions, True))
+        return [None] * len(lines)
 
     def _submit(self, fn: Any, *args: Any) -> Future[None]:
         executor = self._executor
@@ -377,71 +347,53 @@ class FilePersistor(AddOn):
 
     def _read_deleted(self) -> set[uuid.UUID]:
         deleted: set[uuid.UUID] = set()
-        try:
-            file = self.deleted_path.open("rb")
-        except FileNotFoundError:
-            return deleted
-        with file:
-            for number, raw in enumerate(file, 1):
-                line = raw.strip()
-                if not line:
-                    continue
-                try:
-                    deleted.add(uuid.UUID(line.decode("ascii")))
-                except ValueError:
-                    logger.warning(
-                        "%s line %d: not an event id; skipped", self.deleted_path, number
-                    )
+        for number, line, _ in _lines_of(self.deleted_path):
+            try:
+                deleted.add(uuid.UUID(line.decode("ascii")))
+            except ValueError:
+                logger.warning("%s line %d: not an event id; skipped", self.deleted_path, number)
         return deleted
 
     def _read_events(self, deleted: set[uuid.UUID]) -> Iterator[Event]:
         """The file's events, oldest first, skipping bad lines and deleted events."""
-        try:
-            file = self.path.open("rb")
-        except FileNotFoundError:
-            return
         previous: Event | None = None
         previous_line = 0
-        with file:
-            for number, raw in enumerate(file, 1):
-                line = raw.strip()
-                if not line:
-                    continue
-                try:
-                    event = _parse(line)
-                except ValueError as exc:
-                    self._skipped += 1
-                    if raw.endswith(b"\n"):
-                        logger.warning("%s line %d: %s; skipped", self.path, number, exc)
-                    else:
-                        logger.warning(
-                            "%s line %d: incomplete last line (a crash while writing?); skipped",
-                            self.path,
-                            number,
-                        )
-                    continue
-                if event.id in deleted:
-                    continue
-                if previous is not None and event.timestamp < previous.timestamp:
-                    raise ValueError(
-                        f"{self.path} line {number}: event {event.id} of category "
-                        f"{event.category!r} (timestamp {event.timestamp}) is older than the "
-                        f"event on line {previous_line} (timestamp {previous.timestamp}): "
-                        "events must be in chronological order"
+        for number, line, ended in _lines_of(self.path):
+            try:
+                event = _parse(line)
+            except ValueError as exc:
+                self._skipped += 1
+                if ended:
+                    logger.warning("%s line %d: %s; skipped", self.path, number, exc)
+                else:
+                    logger.warning(
+                        "%s line %d: incomplete last line (a crash while writing?); skipped",
+                        self.path,
+                        number,
                     )
-                previous, previous_line = event, number
-                self._loaded += 1
-                yield event
+                continue
+            if event.id in deleted:
+                continue
+            if previous is not None and event.timestamp < previous.timestamp:
+                raise ValueError(
+                    f"{self.path} line {number}: event {event.id} of category "
+                    f"{event.category!r} (timestamp {event.timestamp}) is older than the "
+                    f"event on line {previous_line} (timestamp {previous.timestamp}): "
+                    "events must be in chronological order"
+                )
+            previous, previous_line = event, number
+            self._loaded += 1
+            yield event
 
     def _compact(self, deleted: set[uuid.UUID]) -> list[Event]:
         """Keep what the manager would keep; rewrite the file with only that."""
         if not self.path.exists():
             return []
         size = self._options.max_event_buffer_size
-        ttl = self._options.event_ttl_seconds
+        ttl = ttl_ms(self._options.event_ttl_seconds)
         oldest = -_INT64
         if ttl is not None:
-            oldest = wall_clock_ms() - max(1, round(ttl * 1000)) + 1
+            oldest = wall_clock_ms() - ttl + 1
         categories: dict[str, deque[tuple[int, Event]]] = {}
         read = 0
         for index, event in enumerate(self._read_events(deleted)):
@@ -489,6 +441,20 @@ class FilePersistor(AddOn):
             _sync_directory(directory)
 
 
+def _lines_of(path: Path) -> Iterator[tuple[int, bytes, bool]]:
+    """The lines of `path` that are not blank (none if it is missing), stripped: each
+    with its number and whether it ends with a newline."""
+    try:
+        file = path.open("rb")
+    except FileNotFoundError:
+        return
+    with file:
+        for number, raw in enumerate(file, 1):
+            line = raw.strip()
+            if line:
+                yield number, line, raw.endswith(b"\n")
+
+
 def _parse(line: bytes) -> Event:
     """One line of the data file as an event; ValueError saying what is wrong."""
     try:
@@ -528,15 +494,6 @@ def _parse(line: bytes) -> Event:
 
 def _next_chunk(events: Iterator[Event]) -> list[Event]:
     return list(islice(events, _LOAD_CHUNK))
-
-
-def _settle(futures: list[asyncio.Future[None]], exc: BaseException | None) -> None:
-    for future in futures:
-        if not future.done():
-            if exc is None:
-                future.set_result(None)
-            else:
-                future.set_exception(exc)
 
 
 def _write_all(fd: int, data: bytes) -> None:
