@@ -33,7 +33,7 @@ _PYTHON = {
     "--delete-after-first": "`Options.delete_event_after_first_retrieval`",
     "--max-body": "`Options.max_publish_body_bytes`",
     "--max-categories": "`Options.max_categories_per_request`",
-    "--persist": "`FilePersistor(path)` as `Options.addon`",
+    "--persist": "`FilePersistor(path)` as `LongpollManager(addon=)`",
     "--fsync": "`FilePersistor(fsync=)`",
     "--flush-period": "`FilePersistor(flush_period_seconds=)`",
     "--compact": "`FilePersistor(compact=)`",

@@ -47,7 +47,7 @@ async def running(
     persistor: FilePersistor, clock: Clock | None = None, **options: Any
 ) -> AsyncIterator[LongpollManager]:
     backend = MemoryBackend(clock=clock) if clock is not None else MemoryBackend()
-    async with LongpollManager(Options(addon=persistor, **options), backend=backend) as manager:
+    async with LongpollManager(Options(**options), backend=backend, addon=persistor) as manager:
         yield manager
 
 
@@ -217,7 +217,7 @@ async def test_events_out_of_order_fail_the_start_naming_the_line(tmp_path: Path
     late = uuid.uuid4()
     path = tmp_path / "events.jsonl"
     path.write_bytes(line(T0 + 10, "c", 1) + b"\n\n" + line(T0, "c", 2, late) + b"\n")
-    manager = LongpollManager(Options(addon=FilePersistor(path)))
+    manager = LongpollManager(addon=FilePersistor(path))
     with pytest.raises(ValueError, match=rf"line 3: event {late} of category 'c'.*line 1"):
         await manager.start()
     assert not manager.running
@@ -239,7 +239,7 @@ async def test_a_missing_file_is_created_and_a_bad_directory_fails_the_start(
     assert await reload(path, "c") == []
     assert path.exists()
 
-    manager = LongpollManager(Options(addon=FilePersistor(tmp_path / "missing" / "x.jsonl")))
+    manager = LongpollManager(addon=FilePersistor(tmp_path / "missing" / "x.jsonl"))
     with pytest.raises(FileNotFoundError):
         await manager.start()
     assert not manager.running
@@ -446,7 +446,7 @@ async def test_a_failing_final_flush_is_logged_and_the_manager_closes(
     def fail(fd: int, data: bytes) -> None:
         raise OSError(28, "No space left on device")
 
-    manager = LongpollManager(Options(addon=FilePersistor(tmp_path / "f", flush_period_seconds=60)))
+    manager = LongpollManager(addon=FilePersistor(tmp_path / "f", flush_period_seconds=60))
     await manager.start()
     await manager.publish("c", 1)
     monkeypatch.setattr(file_module, "_write_all", fail)
@@ -466,7 +466,7 @@ async def test_an_addon_can_hold_a_publish_until_its_awaitable_completes() -> No
 
             return persisted()
 
-    async with LongpollManager(Options(addon=Durable())) as manager:
+    async with LongpollManager(addon=Durable()) as manager:
         publishing = asyncio.create_task(manager.publish("c", 1))
         await asyncio.sleep(0.01)
         assert not publishing.done()
@@ -483,9 +483,9 @@ async def test_a_failing_on_delete_is_logged_and_the_subscriber_served(
         def on_delete(self, events: Sequence[Event]) -> None:
             raise OSError("disk gone")
 
-    options = Options(addon=FailingDelete(), delete_event_after_first_retrieval=True)
+    options = Options(delete_event_after_first_retrieval=True)
     with caplog.at_level(logging.ERROR, logger="longpoll"):
-        async with LongpollManager(options) as manager:
+        async with LongpollManager(options, addon=FailingDelete()) as manager:
             event = await manager.publish("c", 1)
             batch = await manager.subscribe(Subscription(("c",), 1, since_time=EVERYTHING))
             assert batch.events == [event]

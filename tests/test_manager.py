@@ -47,10 +47,10 @@ class Clock:
 
 @contextlib.asynccontextmanager
 async def running(
-    clock: Clock | None = None, **options: Any
+    clock: Clock | None = None, addon: AddOn | None = None, **options: Any
 ) -> AsyncIterator[tuple[LongpollManager, MemoryBackend]]:
     backend = MemoryBackend(clock=clock) if clock is not None else MemoryBackend()
-    async with LongpollManager(Options(**options), backend=backend) as manager:
+    async with LongpollManager(Options(**options), backend=backend, addon=addon) as manager:
         yield manager, backend
 
 
@@ -220,8 +220,6 @@ BAD_OPTIONS: list[tuple[str, Any]] = [
     ("delete_event_after_first_retrieval", 1),
     ("delete_event_after_first_retrieval", "yes"),
     ("delete_event_after_first_retrieval", None),
-    ("addon", object()),
-    ("addon", AddOn),
 ]
 
 
@@ -232,6 +230,12 @@ def test_bad_option_raises_value_error_naming_it(name: str, value: Any) -> None:
         Options(**kwargs)
 
 
+@pytest.mark.parametrize("value", [object(), AddOn])
+def test_bad_addon_raises_value_error_naming_it(value: Any) -> None:
+    with pytest.raises(ValueError, match="addon"):
+        LongpollManager(addon=value)
+
+
 def test_options_accept_their_smallest_values() -> None:
     options = Options(
         max_longpoll_timeout_seconds=1,
@@ -240,8 +244,8 @@ def test_options_accept_their_smallest_values() -> None:
         max_publish_body_bytes=1,
         max_categories_per_request=1,
         delete_event_after_first_retrieval=True,
-        addon=AddOn(),
     )
+    assert LongpollManager(options, addon=AddOn()).addon is not None
     assert options.event_ttl_seconds == 0.001
     assert Options(event_ttl_seconds=2).event_ttl_seconds == 2
 
@@ -809,7 +813,7 @@ async def test_addon_async_preload_skips_expired_events() -> None:
 
 async def test_addon_preload_out_of_order_fails_start() -> None:
     addon = RecordingAddOn([stored_event(T0, "c", 1), stored_event(T0 - 1, "c", 2)])
-    manager = LongpollManager(Options(addon=addon), backend=MemoryBackend(clock=Clock()))
+    manager = LongpollManager(backend=MemoryBackend(clock=Clock()), addon=addon)
     with pytest.raises(ValueError, match="oldest first"):
         await manager.start()
     assert not manager.running
@@ -848,7 +852,7 @@ async def test_on_shutdown_is_called_once_even_if_it_fails(
             raise RuntimeError("flush failed")
 
     addon = FailingShutdown()
-    manager = LongpollManager(Options(addon=addon))
+    manager = LongpollManager(addon=addon)
     await manager.start()
     assert addon.shutdowns == 0
     with caplog.at_level(logging.ERROR, logger="longpoll"):
@@ -865,7 +869,7 @@ async def test_on_shutdown_is_called_once_by_concurrent_acloses() -> None:
             await asyncio.sleep(0.01)  # e.g. a final flush to disk
 
     addon = SlowShutdown()
-    manager = LongpollManager(Options(addon=addon))
+    manager = LongpollManager(addon=addon)
     await manager.start()
     await asyncio.gather(manager.aclose(), manager.aclose())
     assert addon.shutdowns == 1

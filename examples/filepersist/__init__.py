@@ -28,7 +28,7 @@ PAGE = Path(__file__).with_name("page.html")
 def new_manager(path: str) -> LongpollManager:
     """A manager whose events are kept in `path` (500 per category; compacted on start)."""
     persistor = FilePersistor(path, fsync=True, compact=True)
-    return LongpollManager(Options(max_event_buffer_size=500, addon=persistor))
+    return LongpollManager(Options(max_event_buffer_size=500), addon=persistor)
 
 
 def make_app(manager: LongpollManager) -> Starlette:

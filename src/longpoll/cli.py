@@ -511,7 +511,6 @@ def _build_app(args: argparse.Namespace, addon: AddOn | None) -> LongpollApp:
         max_categories_per_request=args.max_categories,
         max_buffered_bytes=args.max_buffered_bytes,
         max_stored_categories=args.max_stored_categories,
-        addon=addon,
     )
     backend: Backend = MemoryBackend()
     if args.redis is not None:
@@ -524,7 +523,7 @@ def _build_app(args: argparse.Namespace, addon: AddOn | None) -> LongpollApp:
         operations_token=args.operations_token,
     )
     return LongpollApp(
-        LongpollManager(options, backend=backend),
+        LongpollManager(options, backend=backend, addon=addon),
         subscribe_path=args.subscribe_path,
         stream_path=args.stream_path,
         publish_path=args.publish_path,

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
+from longpoll.addons.base import AddOn
 from longpoll.backends.base import (
     Backend,
     CategoryStats,
@@ -52,11 +53,22 @@ class LongpollManager:
     """Buffers events per category and hands them to subscribers.
 
     Use it as `async with LongpollManager(options) as manager:`, or call `start()`
-    and `aclose()`, or let `LongpollApp` run it from the ASGI lifespan.
+    and `aclose()`, or let `LongpollApp` run it from the ASGI lifespan. `backend`
+    stores the events (default: `MemoryBackend()`); `addon` is called on start,
+    publish, delete and shutdown (see `longpoll.addons`).
     """
 
-    def __init__(self, options: Options | None = None, *, backend: Backend | None = None) -> None:
+    def __init__(
+        self,
+        options: Options | None = None,
+        *,
+        backend: Backend | None = None,
+        addon: AddOn | None = None,
+    ) -> None:
+        if addon is not None and not isinstance(addon, AddOn):
+            raise ValueError("addon must be an instance of longpoll.addons.AddOn")
         self.options = options if options is not None else Options()
+        self.addon = addon
         self._backend = backend if backend is not None else MemoryBackend()
         if not isinstance(getattr(self._backend, "counts", None), EventCounts):
             self._backend.counts = EventCounts()  # a backend that skipped Backend.__init__
@@ -124,7 +136,7 @@ class LongpollManager:
                     await asyncio.wait(set(self._tasks))
         except TimeoutError:
             logger.warning("%d subscribers still waiting at shutdown", self._waiters.count)
-        addon = self.options.addon
+        addon = self.addon
         if addon is not None:
             try:
                 await addon.on_shutdown()
@@ -135,7 +147,7 @@ class LongpollManager:
         logger.debug("manager closed")
 
     async def _preload(self) -> None:
-        addon = self.options.addon
+        addon = self.addon
         if addon is None:
             return
         addon.on_attach(self.options)
@@ -232,7 +244,7 @@ class LongpollManager:
 
     def _on_publish(self, event: Event) -> Awaitable[Any] | None:
         """Call the add-on; an awaitable it returns holds the acknowledgement."""
-        addon = self.options.addon
+        addon = self.addon
         if addon is None:
             return None
         try:
@@ -451,7 +463,7 @@ class LongpollManager:
 
     def _on_delete(self, events: list[Event]) -> None:
         self.counts.deleted += len(events)
-        addon = self.options.addon
+        addon = self.addon
         if addon is not None:
             try:
                 addon.on_delete(events)

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from longpoll.addons.base import AddOn
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,8 +21,6 @@ class Options:
     """Events older than this are removed; None keeps them until the buffer is full."""
     delete_event_after_first_retrieval: bool = False
     """Remove an event once a subscriber has received it."""
-    addon: AddOn | None = None
-    """Hooks called on start, publish, delete and shutdown (see `longpoll.addons`)."""
     max_publish_body_bytes: int = 1024 * 1024
     """Largest publish request body accepted over HTTP (413 above it)."""
     max_categories_per_request: int = 16
@@ -57,11 +51,6 @@ class Options:
             )
         if not isinstance(self.delete_event_after_first_retrieval, bool):
             raise ValueError("delete_event_after_first_retrieval must be a bool")
-        if self.addon is not None:
-            from longpoll.addons.base import AddOn
-
-            if not isinstance(self.addon, AddOn):
-                raise ValueError("addon must be an instance of longpoll.addons.AddOn")
 
 
 def _check_int(name: str, value: object, minimum: int) -> None:

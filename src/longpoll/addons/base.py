@@ -14,11 +14,11 @@ if TYPE_CHECKING:
 class AddOn:
     """Base class of add-ons: every hook does nothing until overridden.
 
-    Subclass it and override only the hooks that matter. The manager calls the
-    hooks on its event loop, in this order: `on_attach` and `on_start` once from
-    `start()`, then `on_publish` for each event published and `on_delete` for
-    events removed after their first retrieval, and `on_shutdown` once from
-    `aclose()`.
+    Subclass it, override only the hooks that matter and pass an instance as
+    `LongpollManager(addon=...)`. The manager calls the hooks on its event loop,
+    in this order: `on_attach` and `on_start` once from `start()`, then
+    `on_publish` for each event published and `on_delete` for events removed
+    after their first retrieval, and `on_shutdown` once from `aclose()`.
 
     Policy: an add-on never breaks the server. A hook that raises during serving
     (`on_publish`, `on_delete`, `on_shutdown`) is logged with its traceback on the
