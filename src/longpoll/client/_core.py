@@ -200,11 +200,7 @@ def make_settings(
     `token` is a bearer token or a function returning one; with `awaitable_tokens`
     (the async client), the function may return an awaitable of it.
     """
-    if (
-        isinstance(poll_timeout_seconds, bool)
-        or not isinstance(poll_timeout_seconds, int)
-        or poll_timeout_seconds < 1
-    ):
+    if not _is_int(poll_timeout_seconds) or poll_timeout_seconds < 1:
         raise ValueError(
             f"poll_timeout_seconds must be a whole number of at least 1, "
             f"not {poll_timeout_seconds!r}"
@@ -615,12 +611,22 @@ class Publishing:
         self._backoff = Backoff(
             settings.retry_wait_seconds, settings.max_retry_wait_seconds, jitter
         )
+        self._retry_after: str | None = None
+
+    def acknowledged(self, response: httpx.Response) -> Published:
+        """The acknowledgement of an attempt's answer; raises `ServerError` or
+        `ProtocolError` for an answer that is not one (see `retry_after`)."""
+        self._retry_after = response.headers.get("retry-after")
+        return published(response.status_code, response.content, response.reason_phrase)
 
     def retry_after(self, error: ClientError, retry_after: str | None = None) -> float | None:
         """The seconds to wait before sending again after `error`, or None to raise it.
 
-        `retry_after` is the answer's `Retry-After` header, if any.
+        `retry_after` is the answer's `Retry-After` header, by default that of the
+        answer `acknowledged` read since the last failure, if any.
         """
+        if retry_after is None:
+            retry_after, self._retry_after = self._retry_after, None
         self.attempts += 1
         if self.attempts >= PUBLISH_ATTEMPTS:
             return None
