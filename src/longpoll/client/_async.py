@@ -1,4 +1,4 @@
-"""The async client: `_core`'s protocol logic over `httpx.AsyncClient`.
+"""The async client: `_base` and `_core` over `httpx.AsyncClient`.
 
 A subscription's events come from a source, polls or one Server-Sent Events
 stream at a time; `AsyncEventStream` does the rest (waiting, failures, stopping)
@@ -10,28 +10,20 @@ from __future__ import annotations
 import asyncio
 import inspect
 import uuid
-import weakref
-from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping
-from types import TracebackType
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
 import httpx
 
 from longpoll.client import _core
-from longpoll.client._core import (
-    AsyncToken,
-    FailureHandler,
-    Published,
-    ReceivedEvent,
-    Settings,
-    Since,
-    StreamState,
-)
+from longpoll.client._base import BaseClient, BaseEventStream
+from longpoll.client._core import AsyncToken, Published, ReceivedEvent, Settings, StreamState
 from longpoll.errors import ClientError
 
 
-class AsyncClient:
+class AsyncClient(
+    BaseClient["AsyncEventStream", httpx.AsyncClient, httpx.AsyncBaseTransport, AsyncToken]
+):
     """Subscribes to and publishes on a long-polling server, from async code.
 
     Works with any server of the wire protocol, golongpoll's included. Use it as
@@ -65,98 +57,7 @@ class AsyncClient:
       transport. A client given is not closed by `aclose()`.
     """
 
-    def __init__(
-        self,
-        subscribe_url: str,
-        *,
-        publish_url: str | None = None,
-        poll_timeout_seconds: int = 45,
-        retry_wait_seconds: float = 1.0,
-        max_retry_wait_seconds: float = 30.0,
-        success_wait_seconds: float = 0.0,
-        basic_auth: tuple[str, str] | None = None,
-        token: AsyncToken | None = None,
-        headers: Mapping[str, str] | None = None,
-        on_failure: FailureHandler | None = None,
-        http_client: httpx.AsyncClient | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        self.settings = _core.make_settings(
-            subscribe_url,
-            publish_url,
-            poll_timeout_seconds,
-            retry_wait_seconds,
-            max_retry_wait_seconds,
-            success_wait_seconds,
-            basic_auth,
-            headers,
-            on_failure,
-            token,
-            awaitable_tokens=True,
-        )
-        if http_client is not None and transport is not None:
-            raise ValueError("give http_client or transport, not both")
-        self._owns_http = http_client is None
-        self._http = http_client or httpx.AsyncClient(
-            transport=transport, timeout=_core.REQUEST_TIMEOUT_SECONDS
-        )
-        self._streams: weakref.WeakSet[AsyncEventStream] = weakref.WeakSet()
-        self._closed = False
-
-    def subscribe(
-        self,
-        *categories: str,
-        since: Since = "now",
-        last_id: uuid.UUID | str | None = None,
-    ) -> AsyncEventStream:
-        """The events of `categories`, as an async iterator that never ends by itself.
-
-        `since` is where to start: a datetime, epoch milliseconds (negative:
-        everything the server buffers) or "now" (events published after the first
-        poll arrives). With `last_id`, start after that event of the millisecond
-        `since`. Several categories need a server with that extension (ours).
-        Raises `InvalidRequest` for a bad argument, `ClientError` if the client is closed.
-        """
-        return self._start(categories, since, last_id, _Polls)
-
-    def stream(
-        self,
-        *categories: str,
-        since: Since = "now",
-        last_id: uuid.UUID | str | None = None,
-    ) -> AsyncEventStream:
-        """The events of `categories` as `subscribe()` gives them, over one open
-        Server-Sent Events response instead of polls (the server must stream them,
-        as longpoll's does); `since` and `last_id` as for `subscribe()`.
-
-        A stream that breaks, or sends nothing for `STREAM_IDLE_SECONDS` (60 s;
-        servers send heartbeats more often), is a failed poll: `on_failure` and the
-        back-off apply, then it is opened again with the position as
-        `Last-Event-ID`. One that ends cleanly (a server shutting down ends them)
-        is opened again after `success_wait_seconds`. A token function is called
-        for each opening. `poll_timeout_seconds` is not used, nor the server's
-        `retry` field. The response stays open between events: end the stream with
-        `aclose()` or `async with` (leaving the loop does not end it).
-        """
-        return self._start(categories, since, last_id, _EventSource)
-
-    def _start(
-        self,
-        categories: tuple[str, ...],
-        since: Since,
-        last_id: uuid.UUID | str | None,
-        source: Callable[[AsyncClient, StreamState], _Source],
-    ) -> AsyncEventStream:
-        checked = _core.check_categories(categories)
-        since_time = _core.since_time_of(since)
-        state = StreamState(
-            self.settings, checked, since_time, _core.last_id_of(last_id, since_time)
-        )
-        if self._closed:
-            raise _core.closed_client()
-        stream = AsyncEventStream(state, source(self, state))
-        self._streams.add(stream)
-        return stream
+    _awaitable_tokens = True
 
     async def publish(
         self, category: str, data: Any, *, event_id: uuid.UUID | str | None = None
@@ -173,37 +74,22 @@ class AsyncClient:
         `ServerError` when the server refuses, `ConnectionFailed` when there is no
         answer and `ProtocolError` for an answer that is not the protocol's.
         """
-        url = self.settings.publish_url
-        if url is None:
-            raise _core.no_publish_url()
-        publishing = _core.Publishing(self.settings, category, data, event_id)
-        if self._closed:
-            raise _core.closed_client()
-
-        def request(token: object) -> httpx.Request:
-            headers = self.settings.publish_headers(token)
-            return self._http.build_request("POST", url, content=publishing.body, headers=headers)
-
+        publishing, request = self._publishing(category, data, event_id)
         while True:
-            retry_after = None
             try:
-                response = await self._send(request)
-                retry_after = response.headers.get("retry-after")
-                return _core.published(
-                    response.status_code, response.content, response.reason_phrase
-                )
+                return publishing.acknowledged(await self._send(request))
             except ClientError as error:
-                wait = publishing.retry_after(error, retry_after)
+                wait = publishing.retry_after(error)
                 if wait is None or self._closed:
                     raise
             await asyncio.sleep(wait)
 
     async def aclose(self) -> None:
         """Stop every subscription, wait for their requests to end, close the connections."""
-        if self._closed:
+        streams = self._closing()
+        if streams is None:
             return
-        self._closed = True
-        for stream in list(self._streams):
+        for stream in streams:
             await stream.aclose()
         if self._owns_http:
             await self._http.aclose()
@@ -211,13 +97,15 @@ class AsyncClient:
     async def __aenter__(self) -> AsyncClient:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+    def _new_http(self, transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=transport, timeout=_core.REQUEST_TIMEOUT_SECONDS)
+
+    def _new_stream(self, state: StreamState, streaming: bool) -> AsyncEventStream:
+        source = _EventSource if streaming else _Polls
+        return AsyncEventStream(state, source(self, state))
 
     async def _send(
         self, request: Callable[[object], httpx.Request], *, stream: bool = False
@@ -323,7 +211,7 @@ class _EventSource:
             await response.aclose()
 
 
-class AsyncEventStream:
+class AsyncEventStream(BaseEventStream):
     """The events of a subscription, oldest first: `async for event in stream:`.
 
     It resumes from the last event it yielded across timeouts, failures and
@@ -338,26 +226,10 @@ class AsyncEventStream:
     """
 
     def __init__(self, state: StreamState, source: _Source) -> None:
-        self._state = state
+        super().__init__(state)
         self._source = source
-        self._pending: deque[ReceivedEvent] = deque()
         self._stopped = False
         self._step: asyncio.Task[list[ReceivedEvent]] | None = None
-
-    @property
-    def categories(self) -> tuple[str, ...]:
-        """The categories subscribed to."""
-        return self._state.categories
-
-    @property
-    def since_time(self) -> int | None:
-        """The position: the timestamp of the last event yielded (or of a timeout)."""
-        return self._state.since_time
-
-    @property
-    def last_id(self) -> uuid.UUID | None:
-        """The id of the last event yielded, if the position is an event."""
-        return self._state.last_id
 
     def __aiter__(self) -> AsyncEventStream:
         return self
@@ -383,9 +255,7 @@ class AsyncEventStream:
             if self._stopped:  # stopped as the step ended: its events are not yielded
                 continue
             self._pending.extend(events)
-        event = self._pending.popleft()
-        self._state.advance(event)
-        return event
+        return self._yield_pending()
 
     async def _next_batch(self) -> list[ReceivedEvent]:
         """One step of the source after the wait it calls for: its events, none for
@@ -419,12 +289,7 @@ class AsyncEventStream:
     async def __aenter__(self) -> AsyncEventStream:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
 

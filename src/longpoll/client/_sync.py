@@ -1,4 +1,4 @@
-"""The sync client: `_core`'s protocol logic over `httpx.Client`.
+"""The sync client: `_base` and `_core` over `httpx.Client`.
 
 A blocking read cannot be cancelled, and closing a socket from another thread
 does not wake a thread blocked reading it; shutting the socket down does. So
@@ -16,27 +16,18 @@ import threading
 import time
 import uuid
 import weakref
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping
-from types import TracebackType
 from typing import Any
 
 import httpx
 
 from longpoll.client import _core
-from longpoll.client._core import (
-    FailureHandler,
-    Published,
-    ReceivedEvent,
-    Settings,
-    Since,
-    StreamState,
-    Token,
-)
+from longpoll.client._base import BaseClient, BaseEventStream
+from longpoll.client._core import Published, ReceivedEvent, Settings, StreamState, Token
 from longpoll.errors import ClientError
 
 
-class Client:
+class Client(BaseClient["EventStream", httpx.Client, httpx.BaseTransport, Token]):
     """Subscribes to and publishes on a long-polling server, from blocking code.
 
     Works with any server of the wire protocol, golongpoll's included. Use it as
@@ -55,145 +46,29 @@ class Client:
     expires; after a 401 it is called once more and the request repeated.
     """
 
-    def __init__(
-        self,
-        subscribe_url: str,
-        *,
-        publish_url: str | None = None,
-        poll_timeout_seconds: int = 45,
-        retry_wait_seconds: float = 1.0,
-        max_retry_wait_seconds: float = 30.0,
-        success_wait_seconds: float = 0.0,
-        basic_auth: tuple[str, str] | None = None,
-        token: Token | None = None,
-        headers: Mapping[str, str] | None = None,
-        on_failure: FailureHandler | None = None,
-        http_client: httpx.Client | None = None,
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
-        self.settings = _core.make_settings(
-            subscribe_url,
-            publish_url,
-            poll_timeout_seconds,
-            retry_wait_seconds,
-            max_retry_wait_seconds,
-            success_wait_seconds,
-            basic_auth,
-            headers,
-            on_failure,
-            token,
-        )
-        if http_client is not None and transport is not None:
-            raise ValueError("give http_client or transport, not both")
-        self._owns_http = http_client is None
-        self._shared_connections = http_client is not None or transport is not None
-        self._ssl_context: ssl.SSLContext | None = None
-        if http_client is None:
-            http_client = self._new_http_client(transport)
-        self._http = http_client
-        self._streams: weakref.WeakSet[EventStream] = weakref.WeakSet()
-        self._lock = threading.Lock()
-        self._closed = False
-
-    def subscribe(
-        self,
-        *categories: str,
-        since: Since = "now",
-        last_id: uuid.UUID | str | None = None,
-    ) -> EventStream:
-        """The events of `categories`, as an iterator that never ends by itself.
-
-        `since` is where to start: a datetime, epoch milliseconds (negative:
-        everything the server buffers) or "now" (events published after the first
-        poll arrives). With `last_id`, start after that event of the millisecond
-        `since`. Several categories need a server with that extension (ours).
-        Raises `InvalidRequest` for a bad argument, `ClientError` if the client is closed.
-        """
-        return self._start(categories, since, last_id, streaming=False)
-
-    def stream(
-        self,
-        *categories: str,
-        since: Since = "now",
-        last_id: uuid.UUID | str | None = None,
-    ) -> EventStream:
-        """The events of `categories` as `subscribe()` gives them, over one open
-        Server-Sent Events response instead of polls: see `AsyncClient.stream()`.
-
-        The response stays open between events; `close()` (or the end of a `with`
-        block, or the stream's garbage collection) ends it.
-        """
-        return self._start(categories, since, last_id, streaming=True)
-
-    def _start(
-        self,
-        categories: tuple[str, ...],
-        since: Since,
-        last_id: uuid.UUID | str | None,
-        *,
-        streaming: bool,
-    ) -> EventStream:
-        checked = _core.check_categories(categories)
-        since_time = _core.since_time_of(since)
-        state = StreamState(
-            self.settings, checked, since_time, _core.last_id_of(last_id, since_time)
-        )
-        private = not self._shared_connections
-        with self._lock:
-            if self._closed:
-                raise _core.closed_client()
-            http = self._new_http_client(None) if private else self._http
-            stream = EventStream(state, http, private, streaming)
-            self._streams.add(stream)
-        return stream
+    _ssl_context: ssl.SSLContext | None = None
 
     def publish(
         self, category: str, data: Any, *, event_id: uuid.UUID | str | None = None
     ) -> Published:
-        """Publish `data` (anything JSON can encode but None) and return the acknowledgement.
-
-        The event gets `event_id` (a UUID), or a random one, and every attempt
-        carries it: a publish that fails on the way (no answer, a timeout, a 503)
-        is sent again, up to five times with the client's back-off, and a longpoll
-        server stores it once however many attempts reached it (`repeat` in the
-        acknowledgement then says it was stored before).
-
-        Raises `InvalidRequest` for a bad argument (before sending anything),
-        `ServerError` when the server refuses, `ConnectionFailed` when there is no
-        answer and `ProtocolError` for an answer that is not the protocol's.
-        """
-        url = self.settings.publish_url
-        if url is None:
-            raise _core.no_publish_url()
-        publishing = _core.Publishing(self.settings, category, data, event_id)
-        if self._closed:
-            raise _core.closed_client()
-
-        def request(token: object) -> httpx.Request:
-            headers = self.settings.publish_headers(token)
-            return self._http.build_request("POST", url, content=publishing.body, headers=headers)
-
+        """Publish `data` (anything JSON can encode but None) and return the
+        acknowledgement, as `AsyncClient.publish()` does: with the same event id
+        on every attempt, the same retries and the same errors."""
+        publishing, request = self._publishing(category, data, event_id)
         while True:
-            retry_after = None
             try:
-                response = _send(self.settings, self._http, request)
-                retry_after = response.headers.get("retry-after")
-                return _core.published(
-                    response.status_code, response.content, response.reason_phrase
-                )
+                return publishing.acknowledged(_send(self.settings, self._http, request))
             except ClientError as error:
-                wait = publishing.retry_after(error, retry_after)
+                wait = publishing.retry_after(error)
                 if wait is None or self._closed:
                     raise
             time.sleep(wait)
 
     def close(self) -> None:
         """Stop every subscription (see `EventStream.stop()`) and close the connections."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            streams = list(self._streams)
+        streams = self._closing()
+        if streams is None:
+            return
         for stream in streams:
             stream.close()
         if self._owns_http:
@@ -202,23 +77,23 @@ class Client:
     def __enter__(self) -> Client:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _new_http_client(self, transport: httpx.BaseTransport | None) -> httpx.Client:
+    def _new_http(self, transport: httpx.BaseTransport | None) -> httpx.Client:
         if transport is not None:
             return httpx.Client(transport=transport, timeout=_core.REQUEST_TIMEOUT_SECONDS)
         if self._ssl_context is None:  # one for all: making one takes tens of milliseconds
             self._ssl_context = httpx.create_ssl_context()
         return httpx.Client(verify=self._ssl_context, timeout=_core.REQUEST_TIMEOUT_SECONDS)
 
+    def _new_stream(self, state: StreamState, streaming: bool) -> EventStream:
+        private = not self._shared_connections
+        http = self._new_http(None) if private else self._http
+        return EventStream(state, http, private, streaming)
 
-class EventStream:
+
+class EventStream(BaseEventStream):
     """The events of a subscription, oldest first: `for event in stream:`.
 
     It resumes from the last event it yielded across timeouts, failures and
@@ -239,10 +114,9 @@ class EventStream:
     def __init__(
         self, state: StreamState, http: httpx.Client, private: bool, streaming: bool = False
     ) -> None:
-        self._state = state
+        super().__init__(state)
         self._http = http
         self._streaming = streaming
-        self._pending: deque[ReceivedEvent] = deque()
         self._stopped = threading.Event()
         self._sockets = _Sockets(keep=private)
         self._close_connections: Callable[[], object] = (
@@ -251,21 +125,6 @@ class EventStream:
         self._response: httpx.Response | None = None  # the open stream's
         self._chunks: Iterator[bytes] | None = None
         self._response_lock = threading.Lock()
-
-    @property
-    def categories(self) -> tuple[str, ...]:
-        """The categories subscribed to."""
-        return self._state.categories
-
-    @property
-    def since_time(self) -> int | None:
-        """The position: the timestamp of the last event yielded (or of a timeout)."""
-        return self._state.since_time
-
-    @property
-    def last_id(self) -> uuid.UUID | None:
-        """The id of the last event yielded, if the position is an event."""
-        return self._state.last_id
 
     def __iter__(self) -> EventStream:
         return self
@@ -292,9 +151,7 @@ class EventStream:
             self._end_response()
             self._close_connections()
             raise
-        event = self._pending.popleft()
-        self._state.advance(event)
-        return event
+        return self._yield_pending()
 
     def _step(self) -> list[ReceivedEvent]:
         """One poll, or one read of the stream; none if the stream was stopped first."""
@@ -375,12 +232,7 @@ class EventStream:
     def __enter__(self) -> EventStream:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
 
