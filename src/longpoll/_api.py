@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import math
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple, cast
 
 import orjson
@@ -147,23 +147,30 @@ def error_response(status: int, message: str, extra_headers: Headers = ()) -> Re
     return json_response(status, orjson.dumps({"error": message}), extra_headers)
 
 
+def _unconfirmed(error: PublishUnconfirmed) -> Response:
+    body = {"error": str(error), "code": "publish_unconfirmed", "id": str(error.event_id)}
+    return json_response(503, orjson.dumps(body))
+
+
+ERROR_RESPONSES: Mapping[type[Exception], Callable[[Any], Response]] = {
+    HttpError: lambda error: error_response(error.status, error.message, error.headers),
+    InvalidRequest: lambda error: error_response(400, str(error)),
+    ManagerClosed: lambda error: error_response(503, SHUTTING_DOWN),
+    PublishUnconfirmed: _unconfirmed,
+    BackendUnavailable: lambda error: error_response(503, str(error)),
+    PersistenceFailed: lambda error: error_response(500, str(error)),
+    StoreFull: lambda error: error_response(507, str(error), ((b"retry-after", b"10"),)),
+}
+"""The answer to each error of the API or the manager, by the error's class."""
+
+
 def response_for(error: Exception) -> Response | None:
-    """The answer to an error of the API or the manager; None for any other error."""
-    if isinstance(error, HttpError):
-        return error_response(error.status, error.message, error.headers)
-    if isinstance(error, InvalidRequest):
-        return error_response(400, str(error))
-    if isinstance(error, ManagerClosed):
-        return error_response(503, SHUTTING_DOWN)
-    if isinstance(error, PublishUnconfirmed):
-        body = {"error": str(error), "code": "publish_unconfirmed", "id": str(error.event_id)}
-        return json_response(503, orjson.dumps(body))
-    if isinstance(error, BackendUnavailable):
-        return error_response(503, str(error))
-    if isinstance(error, PersistenceFailed):
-        return error_response(500, str(error))
-    if isinstance(error, StoreFull):
-        return error_response(507, str(error), ((b"retry-after", b"10"),))
+    """The answer to an error, from the nearest of its classes in `ERROR_RESPONSES`;
+    None for any other error."""
+    for cls in type(error).__mro__:
+        answer = ERROR_RESPONSES.get(cls)
+        if answer is not None:
+            return answer(error)
     return None
 
 

@@ -1,4 +1,4 @@
-"""ASGI plumbing: types, requests from scopes, answers as messages, body reading."""
+"""ASGI plumbing: requests from scopes, answers as messages, body reading."""
 
 from __future__ import annotations
 
