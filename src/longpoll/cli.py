@@ -16,7 +16,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, cast
 
 import orjson
 
@@ -36,15 +36,17 @@ if TYPE_CHECKING:
 _PUBLISH_TOKEN_ENV = "LONGPOLL_PUBLISH_TOKEN"
 _SUBSCRIBE_SECRET_ENV = "LONGPOLL_SUBSCRIBE_SECRET"
 _OPERATIONS_TOKEN_ENV = "LONGPOLL_OPERATIONS_TOKEN"
+_CLIENT_TOKEN_ENV = "LONGPOLL_TOKEN"
+_DEFAULT_BUFFERED_BYTES = 256 * 1024 * 1024
 # Flags of `longpoll serve` for the paths of the endpoints for operators.
 _OPERATIONS_PATHS = [
     ("--stats-path", "/stats", "the stats (JSON counts)"),
     ("--healthz-path", "/healthz", "the liveness probe (200 while the process serves)"),
     ("--readyz-path", "/readyz", "the readiness probe (503 while shutting down or Redis is away)"),
     ("--metrics-path", "/metrics", "the Prometheus metrics"),
-]
-_CLIENT_TOKEN_ENV = "LONGPOLL_TOKEN"
-_DEFAULT_BUFFERED_BYTES = 256 * 1024 * 1024
+    ("--console-path", "/console", "the console, a page for operators (its data comes through "
+     "the endpoints above, with their tokens)"),
+]  # fmt: skip
 _DEFAULTS = Options()
 _LIMITS = ServerLimits()
 # Flags of `longpoll serve` for the fields of `ServerLimits`.
@@ -76,6 +78,310 @@ def _port(text: str) -> int:
     return port
 
 
+_Flag = tuple[str, dict[str, Any]]
+"""A flag (or a positional argument) and what `add_argument` takes besides its name."""
+
+
+def _flag(name: str, what: str, **options: Any) -> _Flag:
+    return name, {"help": what, **options}
+
+
+class _Command(NamedTuple):
+    """A command of `longpoll`: its help, its flags, then its groups of flags by title."""
+
+    summary: str
+    description: str
+    flags: list[_Flag]
+    groups: dict[str, list[_Flag]]
+
+
+_SUBSCRIBE_PATH = _flag("--subscribe-path", "path of the subscribe endpoint", default="/events")
+
+
+def _server_flags(endpoint: _Flag) -> list[_Flag]:
+    """The flags of a client command that say where the server and `endpoint` are."""
+    return [
+        _flag("--url", "base URL of the server", default="http://127.0.0.1:8101"),
+        endpoint,
+        _flag("--token", f"send Authorization: Bearer TOKEN (better: set {_CLIENT_TOKEN_ENV})"),
+    ]
+
+
+_SERVE = _Command(
+    "run a long-polling server",
+    "Run a long-polling server: subscribe with GET, publish with POST.",
+    [
+        _flag("--host", "address to listen on", default="127.0.0.1"),
+        _flag("--port", "port (0: any free one)", type=_port, default=8101),
+        _SUBSCRIBE_PATH,
+        _flag(
+            "--stream-path",
+            "path that answers every subscribe with a Server-Sent Events stream (the "
+            "subscribe path streams to requests that accept text/event-stream); off: none",
+            default="off",
+        ),
+        _flag(
+            "--heartbeat",
+            "seconds between the comments that keep an idle stream open through proxies",
+            type=float,
+            default=15.0,
+            metavar="S",
+        ),
+        _flag(
+            "--publish-path",
+            "path of the publish endpoint; off: no publishing over HTTP",
+            default="/publish",
+        ),
+        *(
+            _flag(flag, f"path of {what}; off: none", default=path)
+            for flag, path, what in _OPERATIONS_PATHS
+        ),
+        _flag(
+            "--max-buffer",
+            "events kept per category; the oldest is dropped first",
+            type=int,
+            default=_DEFAULTS.max_event_buffer_size,
+        ),
+        _flag("--ttl", "seconds an event is kept (default: until the buffer is full)", type=float),
+        _flag(
+            "--max-timeout",
+            "largest timeout (seconds) a subscriber may ask for",
+            type=int,
+            default=_DEFAULTS.max_longpoll_timeout_seconds,
+        ),
+        _flag(
+            "--delete-after-first",
+            "delete each event once a subscriber has received it",
+            action="store_true",
+        ),
+        _flag(
+            "--max-body",
+            "largest publish request body in bytes",
+            type=int,
+            default=_DEFAULTS.max_publish_body_bytes,
+        ),
+        _flag(
+            "--max-categories",
+            "most categories one subscribe request may name",
+            type=int,
+            default=_DEFAULTS.max_categories_per_request,
+        ),
+        _flag(
+            "--persist",
+            "keep events in FILE, one JSON event a line as golongpoll's file add-on "
+            "writes them, and load them back on start",
+            metavar="FILE",
+        ),
+        _flag(
+            "--fsync",
+            "with --persist: acknowledge a publish only once its event is on disk",
+            action="store_true",
+        ),
+        _flag(
+            "--flush-period",
+            "with --persist: write new events to FILE at least every S seconds (default: 1)",
+            type=float,
+            default=argparse.SUPPRESS,
+            metavar="S",
+        ),
+        _flag(
+            "--compact",
+            "with --persist: on start, rewrite FILE with only the events still kept",
+            action="store_true",
+        ),
+        _flag(
+            "--redis",
+            "keep events in Redis (e.g. redis://127.0.0.1:6379/0) instead of in memory, "
+            "so that several workers and machines serve one event history",
+            metavar="URL",
+        ),
+        _flag("--redis-prefix", "with --redis: prefix of every Redis key", default="longpoll"),
+        _flag(
+            "--workers",
+            "server processes sharing the port (above 1 needs --redis)",
+            type=int,
+            default=1,
+        ),
+        _flag(
+            "--access-log",
+            "log one line per answer: client, method, path (no query), status, body "
+            "bytes, time taken (a subscribe that waited for events says so)",
+            action="store_true",
+        ),
+        _flag(
+            "--log-level",
+            "logging level",
+            default="info",
+            choices=["debug", "info", "warning", "error"],
+        ),
+    ],
+    {
+        "access control (see the README's Security section)": [
+            _flag(
+                "--cors-origin",
+                "a web origin (https://app.example) whose pages may subscribe and publish; "
+                "repeat for more; * lets every origin subscribe, never publish. Pages of "
+                "other origins are refused with 403",
+                action="append",
+                default=[],
+                metavar="ORIGIN",
+            ),
+            _flag(
+                "--publish-token",
+                "publishing needs Authorization: Bearer TOKEN (better: set "
+                f"{_PUBLISH_TOKEN_ENV}, which the process list does not show)",
+                metavar="TOKEN",
+            ),
+            _flag(
+                "--subscribe-secret",
+                "subscribing needs a token signed with SECRET (see longpoll token) that "
+                f"grants the categories (better: set {_SUBSCRIBE_SECRET_ENV})",
+                metavar="SECRET",
+            ),
+            _flag(
+                "--operations-token",
+                "the stats, metrics, health and readiness endpoints need Authorization: "
+                f"Bearer TOKEN (better: set {_OPERATIONS_TOKEN_ENV})",
+                metavar="TOKEN",
+            ),
+            _flag(
+                "--authorize",
+                "your own hook authorize(request, action, categories) -> bool, sync or "
+                "async, imported from MODULE",
+                metavar="MODULE:NAME",
+            ),
+        ],
+        "limits of the store and per client address": [
+            _flag(
+                "--max-buffered-bytes",
+                "event bytes kept in all categories together, the oldest dropped first "
+                f"(default: {_DEFAULT_BUFFERED_BYTES} with the memory backend; Redis has "
+                "maxmemory)",
+                type=int,
+                metavar="BYTES",
+            ),
+            _flag(
+                "--max-stored-categories",
+                "categories kept at once; publishing to a new one beyond it answers 507 "
+                "(categories empty out with --ttl; default: no bound)",
+                type=int,
+                metavar="N",
+            ),
+            _flag(
+                "--publish-rate",
+                "publishes per second one client address may make (429 above; default: no bound)",
+                type=float,
+                metavar="N",
+            ),
+            _flag(
+                "--publish-burst",
+                "with --publish-rate: publishes one client may make at once",
+                type=int,
+                default=ClientLimits().publish_burst,
+                metavar="N",
+            ),
+            _flag(
+                "--max-waiting-per-client",
+                "subscribes of one client address that may wait at once (429 above; "
+                "default: no bound)",
+                type=int,
+                metavar="N",
+            ),
+        ],
+        "connection limits": [
+            *(
+                _flag(
+                    flag,
+                    what,
+                    dest=field,
+                    type=kind,
+                    default=getattr(_LIMITS, field),
+                    metavar=metavar,
+                )
+                for flag, field, kind, metavar, what in _LIMIT_FLAGS
+            ),
+            _flag(
+                "--body-timeout",
+                "seconds a request body may take to arrive (408 after)",
+                type=float,
+                default=30.0,
+                metavar="S",
+            ),
+        ],
+    },
+)
+_TOKEN = _Command(
+    "print a subscribe token for categories",
+    "Print a signed token (JWT, HS256) that lets its holder subscribe to the categories, "
+    "for a server started with --subscribe-secret.",
+    [
+        _flag(
+            "--secret-env",
+            "environment variable holding the secret",
+            default=_SUBSCRIBE_SECRET_ENV,
+            metavar="VAR",
+        ),
+        _flag(
+            "--category",
+            "a category the token grants, or PREFIX* for every category starting with "
+            "PREFIX; repeat for more",
+            action="append",
+            required=True,
+            metavar="CATEGORY",
+        ),
+        _flag("--ttl", "seconds it is valid", type=float, default=3600.0, metavar="S"),
+    ],
+    {},
+)
+_SUBSCRIBE = _Command(
+    "print the events of categories, one JSON object a line",
+    "Subscribe to categories on a long-polling server and print each event as one JSON "
+    "line with its timestamp, category, data and id. Runs until interrupted; resumes "
+    "after the last event printed across timeouts.",
+    [
+        _flag("categories", "a category", nargs="+", metavar="CATEGORY"),
+        _flag(
+            "--since",
+            "print events published after this time in epoch milliseconds (negative: "
+            "everything the server buffers; default: from now on)",
+            type=int,
+            metavar="MS",
+        ),
+        _flag(
+            "--poll-timeout",
+            "how long the server holds each poll",
+            type=int,
+            default=45,
+            metavar="SECONDS",
+        ),
+        _flag(
+            "--retry",
+            "when the server is lost or fails, retry with back-off instead of exiting",
+            action="store_true",
+        ),
+        _flag(
+            "--sse",
+            "receive the events over one Server-Sent Events stream instead of polls "
+            "(--poll-timeout is not used; the server must stream, as longpoll serve does)",
+            action="store_true",
+        ),
+        *_server_flags(_SUBSCRIBE_PATH),
+    ],
+    {},
+)
+_PUBLISH = _Command(
+    "publish an event",
+    "Publish an event on a long-polling server and print its id and timestamp.",
+    [
+        _flag("category", "the category to publish on"),
+        _flag("data", "the event's data: JSON, else taken as a string; - reads standard input"),
+        *_server_flags(_flag("--publish-path", "path of the publish endpoint", default="/publish")),
+    ],
+    {},
+)
+_COMMANDS = {"serve": _SERVE, "token": _TOKEN, "subscribe": _SUBSCRIBE, "publish": _PUBLISH}
+
+
 class _Help(argparse.ArgumentDefaultsHelpFormatter):
     """Names a flag's default in its help, unless there is none to name or the help does."""
 
@@ -97,319 +403,22 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> _Parser:
-    parser = _Parser(
-        prog="longpoll",
-        description="Web publish/subscribe over HTTP long polling.",
-    )
+    parser = _Parser(prog="longpoll", description="Web publish/subscribe over HTTP long polling.")
     parser.add_argument("--version", action="version", version=f"longpoll {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    serve = commands.add_parser(
-        "serve",
-        help="run a long-polling server",
-        description="Run a long-polling server: subscribe with GET, publish with POST.",
-        formatter_class=_Help,
-    )
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    serve.add_argument("--port", type=_port, default=8101, help="port (0: any free one)")
-    serve.add_argument("--subscribe-path", default="/events", help="path of the subscribe endpoint")
-    serve.add_argument(
-        "--stream-path",
-        default="off",
-        help="path that answers every subscribe with a Server-Sent Events stream (the "
-        "subscribe path streams to requests that accept text/event-stream); off: none",
-    )
-    serve.add_argument(
-        "--heartbeat",
-        type=float,
-        default=15.0,
-        metavar="S",
-        help="seconds between the comments that keep an idle stream open through proxies",
-    )
-    serve.add_argument(
-        "--publish-path",
-        default="/publish",
-        help="path of the publish endpoint; off: no publishing over HTTP",
-    )
-    for flag, default, what in _OPERATIONS_PATHS:
-        serve.add_argument(flag, default=default, help=f"path of {what}; off: none")
-    serve.add_argument(
-        "--console-path",
-        default="/console",
-        help="path of the console, a page for operators (its data comes through the "
-        "endpoints above, with their tokens); off: none",
-    )
-    serve.add_argument(
-        "--max-buffer",
-        type=int,
-        default=_DEFAULTS.max_event_buffer_size,
-        help="events kept per category; the oldest is dropped first",
-    )
-    serve.add_argument(
-        "--ttl",
-        type=float,
-        default=None,
-        help="seconds an event is kept (default: until the buffer is full)",
-    )
-    serve.add_argument(
-        "--max-timeout",
-        type=int,
-        default=_DEFAULTS.max_longpoll_timeout_seconds,
-        help="largest timeout (seconds) a subscriber may ask for",
-    )
-    serve.add_argument(
-        "--delete-after-first",
-        action="store_true",
-        help="delete each event once a subscriber has received it",
-    )
-    serve.add_argument(
-        "--max-body",
-        type=int,
-        default=_DEFAULTS.max_publish_body_bytes,
-        help="largest publish request body in bytes",
-    )
-    serve.add_argument(
-        "--max-categories",
-        type=int,
-        default=_DEFAULTS.max_categories_per_request,
-        help="most categories one subscribe request may name",
-    )
-    serve.add_argument(
-        "--persist",
-        metavar="FILE",
-        help="keep events in FILE, one JSON event a line as golongpoll's file add-on "
-        "writes them, and load them back on start",
-    )
-    serve.add_argument(
-        "--fsync",
-        action="store_true",
-        help="with --persist: acknowledge a publish only once its event is on disk",
-    )
-    serve.add_argument(
-        "--flush-period",
-        type=float,
-        default=argparse.SUPPRESS,
-        metavar="S",
-        help="with --persist: write new events to FILE at least every S seconds (default: 1)",
-    )
-    serve.add_argument(
-        "--compact",
-        action="store_true",
-        help="with --persist: on start, rewrite FILE with only the events still kept",
-    )
-    serve.add_argument(
-        "--redis",
-        metavar="URL",
-        help="keep events in Redis (e.g. redis://127.0.0.1:6379/0) instead of in memory, "
-        "so that several workers and machines serve one event history",
-    )
-    serve.add_argument(
-        "--redis-prefix",
-        default="longpoll",
-        help="with --redis: prefix of every Redis key",
-    )
-    serve.add_argument(
-        "--workers",
-        type=int,
-        default=1,
-        help="server processes sharing the port (above 1 needs --redis)",
-    )
-    access = serve.add_argument_group("access control (see the README's Security section)")
-    access.add_argument(
-        "--cors-origin",
-        action="append",
-        default=[],
-        metavar="ORIGIN",
-        help="a web origin (https://app.example) whose pages may subscribe and publish; "
-        "repeat for more; * lets every origin subscribe, never publish. Pages of other "
-        "origins are refused with 403",
-    )
-    access.add_argument(
-        "--publish-token",
-        default=None,
-        metavar="TOKEN",
-        help=f"publishing needs Authorization: Bearer TOKEN (better: set {_PUBLISH_TOKEN_ENV}, "
-        "which the process list does not show)",
-    )
-    access.add_argument(
-        "--subscribe-secret",
-        default=None,
-        metavar="SECRET",
-        help="subscribing needs a token signed with SECRET (see longpoll token) that grants "
-        f"the categories (better: set {_SUBSCRIBE_SECRET_ENV})",
-    )
-    access.add_argument(
-        "--operations-token",
-        default=None,
-        metavar="TOKEN",
-        help="the stats, metrics, health and readiness endpoints need Authorization: Bearer TOKEN "
-        f"(better: set {_OPERATIONS_TOKEN_ENV})",
-    )
-    access.add_argument(
-        "--authorize",
-        default=None,
-        metavar="MODULE:NAME",
-        help="your own hook authorize(request, action, categories) -> bool, sync or async, "
-        "imported from MODULE",
-    )
-    store = serve.add_argument_group("limits of the store and per client address")
-    store.add_argument(
-        "--max-buffered-bytes",
-        type=int,
-        default=None,
-        metavar="BYTES",
-        help=f"event bytes kept in all categories together, the oldest dropped first "
-        f"(default: {_DEFAULT_BUFFERED_BYTES} with the memory backend; Redis has maxmemory)",
-    )
-    store.add_argument(
-        "--max-stored-categories",
-        type=int,
-        default=None,
-        metavar="N",
-        help="categories kept at once; publishing to a new one beyond it answers 507 "
-        "(categories empty out with --ttl; default: no bound)",
-    )
-    store.add_argument(
-        "--publish-rate",
-        type=float,
-        default=None,
-        metavar="N",
-        help="publishes per second one client address may make (429 above; default: no bound)",
-    )
-    store.add_argument(
-        "--publish-burst",
-        type=int,
-        default=ClientLimits().publish_burst,
-        metavar="N",
-        help="with --publish-rate: publishes one client may make at once",
-    )
-    store.add_argument(
-        "--max-waiting-per-client",
-        type=int,
-        default=None,
-        metavar="N",
-        help="subscribes of one client address that may wait at once (429 above; default: "
-        "no bound)",
-    )
-    limits = serve.add_argument_group("connection limits")
-    for flag, field, kind, metavar, text in _LIMIT_FLAGS:
-        limits.add_argument(
-            flag,
-            dest=field,
-            type=kind,
-            default=getattr(_LIMITS, field),
-            metavar=metavar,
-            help=text,
+    parser.commands = {}
+    for name, command in _COMMANDS.items():
+        sub = commands.add_parser(
+            name, help=command.summary, description=command.description, formatter_class=_Help
         )
-    limits.add_argument(
-        "--body-timeout",
-        type=float,
-        default=30.0,
-        metavar="S",
-        help="seconds a request body may take to arrive (408 after)",
-    )
-    serve.add_argument(
-        "--access-log",
-        action="store_true",
-        help="log one line per answer: client, method, path (no query), status, body "
-        "bytes, time taken (a subscribe that waited for events says so)",
-    )
-    serve.add_argument(
-        "--log-level",
-        default="info",
-        choices=["debug", "info", "warning", "error"],
-        help="logging level",
-    )
-
-    token = commands.add_parser(
-        "token",
-        help="print a subscribe token for categories",
-        description="Print a signed token (JWT, HS256) that lets its holder subscribe to the "
-        "categories, for a server started with --subscribe-secret.",
-        formatter_class=_Help,
-    )
-    token.add_argument(
-        "--secret-env",
-        default=_SUBSCRIBE_SECRET_ENV,
-        metavar="VAR",
-        help="environment variable holding the secret",
-    )
-    token.add_argument(
-        "--category",
-        action="append",
-        required=True,
-        metavar="CATEGORY",
-        help="a category the token grants, or PREFIX* for every category starting with PREFIX; "
-        "repeat for more",
-    )
-    token.add_argument("--ttl", type=float, default=3600.0, metavar="S", help="seconds it is valid")
-
-    subscribe = commands.add_parser(
-        "subscribe",
-        help="print the events of categories, one JSON object a line",
-        description=(
-            "Subscribe to categories on a long-polling server and print each event as "
-            "one JSON line with its timestamp, category, data and id. Runs until "
-            "interrupted; resumes after the last event printed across timeouts."
-        ),
-        formatter_class=_Help,
-    )
-    subscribe.add_argument("categories", nargs="+", metavar="CATEGORY", help="a category")
-    subscribe.add_argument(
-        "--since",
-        type=int,
-        default=None,
-        metavar="MS",
-        help="print events published after this time in epoch milliseconds "
-        "(negative: everything the server buffers; default: from now on)",
-    )
-    subscribe.add_argument(
-        "--poll-timeout",
-        type=int,
-        default=45,
-        metavar="SECONDS",
-        help="how long the server holds each poll",
-    )
-    subscribe.add_argument(
-        "--retry",
-        action="store_true",
-        help="when the server is lost or fails, retry with back-off instead of exiting",
-    )
-    subscribe.add_argument(
-        "--sse",
-        action="store_true",
-        help="receive the events over one Server-Sent Events stream instead of polls "
-        "(--poll-timeout is not used; the server must stream, as longpoll serve does)",
-    )
-    _add_server_flags(subscribe, "subscribe")
-
-    publish = commands.add_parser(
-        "publish",
-        help="publish an event",
-        description="Publish an event on a long-polling server and print its id and timestamp.",
-        formatter_class=_Help,
-    )
-    publish.add_argument("category", help="the category to publish on")
-    publish.add_argument(
-        "data", help="the event's data: JSON, else taken as a string; - reads standard input"
-    )
-    _add_server_flags(publish, "publish")
-    parser.commands = {"serve": serve, "token": token, "subscribe": subscribe, "publish": publish}
+        for flag, options in command.flags:
+            sub.add_argument(flag, **options)
+        for title, flags in command.groups.items():
+            group = sub.add_argument_group(title)
+            for flag, options in flags:
+                group.add_argument(flag, **options)
+        parser.commands[name] = sub
     return parser
-
-
-def _add_server_flags(parser: argparse.ArgumentParser, endpoint: str) -> None:
-    """The flags that say where the server and its `endpoint` (subscribe, publish) are."""
-    parser.add_argument("--url", default="http://127.0.0.1:8101", help="base URL of the server")
-    default = "/events" if endpoint == "subscribe" else "/publish"
-    parser.add_argument(
-        f"--{endpoint}-path", default=default, help=f"path of the {endpoint} endpoint"
-    )
-    parser.add_argument(
-        "--token",
-        default=None,
-        help=f"send Authorization: Bearer TOKEN (better: set {_CLIENT_TOKEN_ENV})",
-    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -429,13 +438,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from longpoll.server import bind_socket
 
-    path_flags = [
-        "--subscribe-path",
-        "--publish-path",
-        "--stream-path",
-        *(flag for flag, *_ in _OPERATIONS_PATHS),
-        "--console-path",
-    ]
+    path_flags = [flag for flag, _ in _SERVE.flags if flag.endswith("-path")]
     for flag in path_flags:
         name = flag.removeprefix("--").replace("-", "_")
         path = getattr(args, name)
