@@ -319,15 +319,7 @@ class LongpollManager:
         must be checked already. Raises `ManagerClosed` when not running.
         """
         self._check_running()
-        found = self._backend.read_nowait(subscription)
-        if found is None:
-            # Registered before reading, so that an event published during the read
-            # still reaches the waiter (held until the read tells its position).
-            waiter.reading = True
-            self._waiters.add(waiter, None)
-            return self._read_then_wait(subscription, waiter)
-        self._settle(subscription, waiter, found)
-        return None
+        return self._read(subscription, waiter, self._settle)
 
     def start_stream(
         self, subscription: Subscription, waiter: Waiter
@@ -350,13 +342,7 @@ class LongpollManager:
             if point is None:
                 return self._stream_from_resume_point(subscription, waiter)
             subscription = dataclasses.replace(subscription, since_time=point)
-        found = self._backend.read_nowait(subscription)
-        if found is None:
-            waiter.reading = True
-            self._waiters.add(waiter, None)
-            return self._read_then_stream(subscription, waiter)
-        self._open_stream(subscription, waiter, found)
-        return None
+        return self._read(subscription, waiter, self._open_stream)
 
     async def _stream_from_resume_point(self, subscription: Subscription, waiter: Waiter) -> None:
         point = await self._backend.resume_point()
@@ -364,14 +350,37 @@ class LongpollManager:
         if starting is not None:
             await starting
 
-    async def _read_then_stream(self, subscription: Subscription, waiter: Waiter) -> None:
+    def _read(
+        self,
+        subscription: Subscription,
+        waiter: Waiter,
+        then: Callable[[Subscription, Waiter, ReadResult], None],
+    ) -> Coroutine[Any, Any, None] | None:
+        """Read the buffer for `waiter` and pass what is found to `then`: at once where
+        the backend can, else in the coroutine returned."""
+        found = self._backend.read_nowait(subscription)
+        if found is None:
+            # Registered before reading, so that an event published during the read
+            # still reaches the waiter (held until the read tells its position).
+            waiter.reading = True
+            self._waiters.add(waiter, None)
+            return self._read_later(subscription, waiter, then)
+        then(subscription, waiter, found)
+        return None
+
+    async def _read_later(
+        self,
+        subscription: Subscription,
+        waiter: Waiter,
+        then: Callable[[Subscription, Waiter, ReadResult], None],
+    ) -> None:
         try:
             found = await self._backend.read(subscription)
         except BaseException:
             self._waiters.remove(waiter)
             raise
-        if waiter.tick >= 0:
-            self._open_stream(subscription, waiter, found)
+        if waiter.tick >= 0:  # still registered: neither gone nor shut down
+            then(subscription, waiter, found)
 
     def _open_stream(self, subscription: Subscription, waiter: Waiter, found: ReadResult) -> None:
         events = found.events
@@ -388,15 +397,6 @@ class LongpollManager:
         assert subscription.since_time is not None
         timestamp = events[-1].timestamp if events else subscription.since_time
         waiter.complete(Batch(events, timestamp, found.missed))
-
-    async def _read_then_wait(self, subscription: Subscription, waiter: Waiter) -> None:
-        try:
-            found = await self._backend.read(subscription)
-        except BaseException:
-            self._waiters.remove(waiter)
-            raise
-        if waiter.tick >= 0:  # still registered: neither gone nor shut down
-            self._settle(subscription, waiter, found)
 
     def forget(self, waiter: Waiter) -> None:
         """Stop waiting for `waiter` (its client left), without answering it."""
