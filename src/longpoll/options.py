@@ -35,13 +35,13 @@ class Options:
     backend only."""
 
     def __post_init__(self) -> None:
-        _check_int("max_longpoll_timeout_seconds", self.max_longpoll_timeout_seconds, 1)
-        _check_int("max_event_buffer_size", self.max_event_buffer_size, 1)
-        _check_int("max_publish_body_bytes", self.max_publish_body_bytes, 1)
-        _check_int("max_categories_per_request", self.max_categories_per_request, 1)
+        check_int("max_longpoll_timeout_seconds", self.max_longpoll_timeout_seconds, 1)
+        check_int("max_event_buffer_size", self.max_event_buffer_size, 1)
+        check_int("max_publish_body_bytes", self.max_publish_body_bytes, 1)
+        check_int("max_categories_per_request", self.max_categories_per_request, 1)
         for name in ("max_buffered_bytes", "max_stored_categories"):
             if getattr(self, name) is not None:
-                _check_int(name, getattr(self, name), 1)
+                check_int(name, getattr(self, name), 1)
         ttl = self.event_ttl_seconds
         if ttl is not None and (
             isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl < math.inf
@@ -53,6 +53,7 @@ class Options:
             raise ValueError("delete_event_after_first_retrieval must be a bool")
 
 
-def _check_int(name: str, value: object, minimum: int) -> None:
+def check_int(name: str, value: object, minimum: int) -> None:
+    """Raise `ValueError` naming `name` unless `value` is an integer of at least `minimum`."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an integer of at least {minimum}, not {value!r}")

@@ -43,7 +43,7 @@ from longpoll.addons.base import AddOn
 from longpoll.backends._shared import GroupCommit, ttl_ms, wall_clock_ms
 from longpoll.errors import InvalidRequest
 from longpoll.event import Event, check_category
-from longpoll.options import Options
+from longpoll.options import Options, check_int
 
 logger = logging.getLogger("longpoll.file")
 
@@ -114,14 +114,7 @@ class FilePersistor(AddOn):
     ) -> None:
         if not os.fspath(path):
             raise ValueError("path must not be empty")
-        if (
-            isinstance(write_buffer_size, bool)
-            or not isinstance(write_buffer_size, int)
-            or write_buffer_size < 1
-        ):
-            raise ValueError(
-                f"write_buffer_size must be an integer of at least 1, not {write_buffer_size!r}"
-            )
+        check_int("write_buffer_size", write_buffer_size, 1)
         period = flush_period_seconds
         if isinstance(period, bool) or not isinstance(period, int | float) or not 0 < period < 1e9:
             raise ValueError(
