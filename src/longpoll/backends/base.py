@@ -63,26 +63,17 @@ class CategoryStats:
     waiting_subscribers: int = 0
 
 
+@dataclass(slots=True)
 class EventCounts:
     """How many events went each way in this process: plain integers, cheap to
     count where it happens, read by the metrics."""
 
-    __slots__ = (
-        "backend_errors",
-        "deleted",
-        "delivered",
-        "dropped_for_size",
-        "expired",
-        "published",
-    )
-
-    def __init__(self) -> None:
-        self.backend_errors = 0
-        self.published = 0
-        self.delivered = 0
-        self.dropped_for_size = 0
-        self.expired = 0
-        self.deleted = 0
+    backend_errors: int = 0
+    published: int = 0
+    delivered: int = 0
+    dropped_for_size: int = 0
+    expired: int = 0
+    deleted: int = 0
 
 
 class Backend(ABC):
