@@ -102,7 +102,8 @@ async def exchange(url: str, chunks: list[bytes]) -> bytes:
             await asyncio.sleep(0)
         while True:
             try:
-                async with asyncio.timeout(0.05):
+                # The first answer may be late on a busy machine; then silence ends it.
+                async with asyncio.timeout(0.05 if received else 0.25):
                     data = await reader.read(65536)
             except (TimeoutError, ConnectionError):
                 break
