@@ -127,7 +127,7 @@ def test_subscribe_since_and_custom_paths() -> None:
             subscriber.stop()
 
 
-@pytest.mark.parametrize("command", [["subscribe", "c"], ["publish", "c", "x"]])
+@pytest.mark.parametrize("command", [["subscribe", "c"], ["publish", "c", "x", "--attempts", "1"]])
 def test_unreachable_server_is_one_line_and_exit_1(command: list[str]) -> None:
     url = f"http://127.0.0.1:{unused_port()}"
     result = run_cli(*command, "--url", url)
@@ -214,3 +214,20 @@ def test_help_explains_every_flag(command: str, flags: list[str]) -> None:
     assert result.returncode == 0
     for flag in flags:
         assert flag in result.stdout
+
+
+def test_a_publish_is_sent_again_before_the_command_gives_up() -> None:
+    url = f"http://127.0.0.1:{unused_port()}"
+    result = run_cli("publish", "c", "x", "--url", url, "--attempts", "2")
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2, result.stderr
+    assert lines[0].startswith(f"longpoll: publish failed (cannot reach {url}/publish")
+    assert "sending it again in" in lines[0]
+    assert lines[1].startswith(f"longpoll: cannot reach {url}/")
+
+
+def test_attempts_must_be_at_least_one() -> None:
+    result = run_cli("publish", "c", "x", "--attempts", "0")
+    assert result.returncode == 2
+    assert "--attempts must be a whole number of at least 1" in result.stderr

@@ -12,7 +12,7 @@ import pytest
 
 from longpoll import LongpollApp, LongpollManager
 from longpoll.client import AsyncClient, Client, ConnectionFailed, ServerError
-from longpoll.client._core import PUBLISH_ATTEMPTS, Publishing, make_settings
+from longpoll.client._core import Publishing, make_settings
 from longpoll.types import Message, Receive, Scope, Send
 from tests.servers import RunningServer, serve_app
 
@@ -121,7 +121,7 @@ async def test_a_publish_gives_up_after_its_attempts() -> None:
         with pytest.raises(ServerError) as raised:
             await client.publish("down", 1)
         assert raised.value.status == 503
-        assert len(faulty.bodies) == PUBLISH_ATTEMPTS
+        assert len(faulty.bodies) == 5  # the default publish_attempts
         assert len({body["id"] for body in faulty.bodies}) == 1
         # Stored by the first attempt, all the same: the later ones were repeats.
         assert len(await stored(server, "down")) == 1

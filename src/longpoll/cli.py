@@ -375,6 +375,14 @@ _PUBLISH = _Command(
     [
         _flag("category", "the category to publish on"),
         _flag("data", "the event's data: JSON, else taken as a string; - reads standard input"),
+        _flag(
+            "--attempts",
+            "how many times to send the event (always with the same id, so it is stored "
+            "once) when the server cannot be reached or answers 408, 429, 502, 503 or 504",
+            type=int,
+            default=5,
+            metavar="N",
+        ),
         *_server_flags(_flag("--publish-path", "path of the publish endpoint", default="/publish")),
     ],
     {},
@@ -637,6 +645,7 @@ def _limits(args: argparse.Namespace) -> ServerLimits:
 _FIELD_FLAGS = {
     **{field: flag for flag, field, *_ in _LIMIT_FLAGS},
     "max_longpoll_timeout_seconds": "--max-timeout",
+    "publish_attempts": "--attempts",
     "max_event_buffer_size": "--max-buffer",
     "event_ttl_seconds": "--ttl",
     "max_publish_body_bytes": "--max-body",
@@ -806,6 +815,7 @@ def _run_client(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
             token=args.token or os.environ.get(_CLIENT_TOKEN_ENV) or None,
             # Without --retry, the first failure ends the command.
             on_failure=None if retry else _give_up,
+            publish_attempts=getattr(args, "attempts", 5),
         )
     except ValueError as exc:
         parser.error(_flag_names(str(exc)))

@@ -38,6 +38,8 @@ class AsyncClient(
       further failure in a row up to `max_retry_wait_seconds` (30 s), each wait
       shortened by a random factor of up to a half.
     - `success_wait_seconds`: a wait after each successful poll (0).
+    - `publish_attempts`: how many times `publish()` sends an event (with the same
+      id, after the back-off waits) before it raises the failure (5).
     - `basic_auth` (a `(username, password)` pair) and `headers` go with every request.
     - `token`: a bearer token, sent as `Authorization: Bearer <token>` with every
       request; not with `basic_auth` or an `Authorization` header. Or a function

@@ -54,6 +54,7 @@ class BaseClient(ABC, Generic[StreamT, HttpT, TransportT, TokenT]):
         on_failure: FailureHandler | None = None,
         http_client: HttpT | None = None,
         transport: TransportT | None = None,
+        publish_attempts: int = 5,
     ) -> None:
         self.settings = _core.make_settings(
             subscribe_url,
@@ -67,6 +68,7 @@ class BaseClient(ABC, Generic[StreamT, HttpT, TransportT, TokenT]):
             on_failure,
             token,
             awaitable_tokens=self._awaitable_tokens,
+            publish_attempts=publish_attempts,
         )
         if http_client is not None and transport is not None:
             raise ValueError("give http_client or transport, not both")

@@ -126,6 +126,8 @@ class Settings:
     header if one was given (a token given as a string)."""
     on_failure: FailureHandler | None
     token_provider: Callable[[], object] | None = None
+    publish_attempts: int = 5
+    """How many times a publish is sent before its failure is raised (see `Publishing`)."""
     """The function giving the current bearer token, called before each request."""
 
     def poll_headers(self, token: object = None) -> httpx.Headers:
@@ -194,6 +196,7 @@ def make_settings(
     token: str | Callable[[], object] | None = None,
     *,
     awaitable_tokens: bool = False,
+    publish_attempts: int = 5,
 ) -> Settings:
     """Check the options of a client, raising `ValueError` naming the first bad one.
 
@@ -221,6 +224,10 @@ def make_settings(
         all_headers["Authorization"] = bearer(token)
     if on_failure is not None and not callable(on_failure):
         raise ValueError("on_failure must be callable")
+    if not _is_int(publish_attempts) or publish_attempts < 1:
+        raise ValueError(
+            f"publish_attempts must be a whole number of at least 1, not {publish_attempts!r}"
+        )
     return Settings(
         subscribe_url=_check_url("subscribe_url", subscribe_url),
         publish_url=None if publish_url is None else _check_url("publish_url", publish_url),
@@ -231,6 +238,7 @@ def make_settings(
         headers=all_headers,
         on_failure=on_failure,
         token_provider=token_provider,
+        publish_attempts=publish_attempts,
     )
 
 
@@ -569,8 +577,6 @@ class StreamState:
             self._seen_at_since_time.clear()
 
 
-PUBLISH_ATTEMPTS = 5
-"""How many times a publish is sent before its failure is raised (see `Publishing`)."""
 _PUBLISH_RETRIED_STATUSES = frozenset({408, 429, 502, 503, 504})
 
 
@@ -582,7 +588,7 @@ class Publishing:
     a publish whose answer was lost (a timeout, a dropped connection, a 503 saying
     the store may have it) is retried without being stored twice. Connection
     failures, timeouts and 408, 429, 502, 503 and 504 answers are retried, up to
-    `PUBLISH_ATTEMPTS` attempts, after the client's back-off waits (or a longer
+    the client's `publish_attempts` attempts, after the client's back-off waits (or a longer
     `Retry-After`); any other error is raised at once.
     """
 
@@ -608,6 +614,7 @@ class Publishing:
             str(self.event_id).encode("ascii"),
         )
         self.attempts = 0
+        self._max_attempts = settings.publish_attempts
         self._backoff = Backoff(
             settings.retry_wait_seconds, settings.max_retry_wait_seconds, jitter
         )
@@ -628,7 +635,7 @@ class Publishing:
         if retry_after is None:
             retry_after, self._retry_after = self._retry_after, None
         self.attempts += 1
-        if self.attempts >= PUBLISH_ATTEMPTS:
+        if self.attempts >= self._max_attempts:
             return None
         if isinstance(error, ServerError):
             if error.status not in _PUBLISH_RETRIED_STATUSES:
@@ -638,7 +645,7 @@ class Publishing:
         wait = self._backoff.delay(self.attempts)
         if retry_after is not None and retry_after.strip().isdigit():
             wait = max(wait, min(float(retry_after), self._backoff.cap))
-        logger.info("publish failed (%s); sending it again in %.2f s", error, wait)
+        logger.warning("publish failed (%s); sending it again in %.2f s", error, wait)
         return wait
 
 
