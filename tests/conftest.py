@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 import pytest_asyncio
-from playwright.async_api import Browser, async_playwright
+from playwright.async_api import Browser, Page, async_playwright
 
 from bench.redis_server import RedisServer
 from longpoll import LongpollApp, LongpollManager, MemoryBackend, Options
@@ -31,6 +31,18 @@ async def browser() -> AsyncIterator[Browser]:
         chromium = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
         yield chromium
         await chromium.close()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def page(browser: Browser) -> AsyncIterator[Page]:
+    """A page in a fresh browser context; uncaught errors in it fail the test."""
+    context = await browser.new_context()
+    tab = await context.new_page()
+    uncaught: list[str] = []
+    tab.on("pageerror", lambda error: uncaught.append(str(error)))
+    yield tab
+    await context.close()
+    assert uncaught == []
 
 
 @pytest.fixture(scope="session")

@@ -20,8 +20,7 @@ from urllib.parse import parse_qs
 import httpx
 import orjson
 import pytest
-import pytest_asyncio
-from playwright.async_api import Browser, Page
+from playwright.async_api import Page
 from starlette.applications import Starlette
 from starlette.routing import Route
 
@@ -137,18 +136,6 @@ async def token_site(
     gate = TokenGate(LongpollApp(manager), tokens)
     async with serve_app(Site(gate), manager) as server:
         yield gate, server.url, manager
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def page(browser: Browser) -> AsyncIterator[Page]:
-    """A page in a fresh browser context; uncaught errors in it fail the test."""
-    context = await browser.new_context()
-    tab = await context.new_page()
-    uncaught: list[str] = []
-    tab.on("pageerror", lambda error: uncaught.append(str(error)))
-    yield tab
-    await context.close()
-    assert uncaught == []
 
 
 async def open_harness(page: Page, url: str, form: str = "module") -> None:

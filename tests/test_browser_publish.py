@@ -13,13 +13,12 @@ import contextlib
 import itertools
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 import pytest
-import pytest_asyncio
-from playwright.async_api import Browser, Error, Page, Route
+from playwright.async_api import Error, Page, Route
 
 from longpoll import Options
 from tests.servers import http_client
@@ -46,18 +45,6 @@ NGINX_504 = (
 )
 
 Handler = Callable[[Route, int], Awaitable[None]]
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def page(browser: Browser) -> AsyncIterator[Page]:
-    """A page in a fresh browser context; uncaught errors in it fail the test."""
-    context = await browser.new_context()
-    tab = await context.new_page()
-    uncaught: list[str] = []
-    tab.on("pageerror", lambda error: uncaught.append(str(error)))
-    yield tab
-    await context.close()
-    assert uncaught == []
 
 
 class Publishes:

@@ -18,8 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 import pytest
-import pytest_asyncio
-from playwright.async_api import Browser, Page, Request, Route
+from playwright.async_api import Page, Request, Route
 
 from longpoll import AccessPolicy, LongpollApp, LongpollManager, Options
 from longpoll.tokens import issue
@@ -82,18 +81,6 @@ class Recorder:
     @property
     def polls(self) -> list[Subscribe]:
         return [request for request in self.requests if not request.streams]
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def page(browser: Browser) -> AsyncIterator[Page]:
-    """A page in a fresh browser context; uncaught errors in it fail the test."""
-    context = await browser.new_context()
-    tab = await context.new_page()
-    uncaught: list[str] = []
-    tab.on("pageerror", lambda error: uncaught.append(str(error)))
-    yield tab
-    await context.close()
-    assert uncaught == []
 
 
 @contextlib.asynccontextmanager
