@@ -203,6 +203,15 @@ var longpoll = (function () {
     for (const name of Object.keys(DEFAULTS)) {
       config[name] = given(name) ? options[name] : DEFAULTS[name];
     }
+    // A maximum wait not given is at least its first wait; a given one must be.
+    const checkMaximumWait = (maximum, first) => {
+      if (!given(maximum)) {
+        config[maximum] = Math.max(DEFAULTS[maximum], config[first]);
+      }
+      if (!isNumber(config[maximum]) || config[maximum] < config[first]) {
+        throw optionError(maximum, `must be a number, at least ${first}`);
+      }
+    };
 
     config.subscribeUrl = checkUrl("subscribeUrl", config.subscribeUrl, true);
     config.publishUrl = checkUrl("publishUrl", config.publishUrl, false);
@@ -240,18 +249,7 @@ var longpoll = (function () {
     if (!isNumber(config.reattemptWaitSeconds) || config.reattemptWaitSeconds <= 0) {
       throw optionError("reattemptWaitSeconds", "must be a number of seconds above 0");
     }
-    if (!given("maxReattemptWaitSeconds")) {
-      config.maxReattemptWaitSeconds = Math.max(
-        DEFAULTS.maxReattemptWaitSeconds,
-        config.reattemptWaitSeconds,
-      );
-    }
-    if (
-      !isNumber(config.maxReattemptWaitSeconds) ||
-      config.maxReattemptWaitSeconds < config.reattemptWaitSeconds
-    ) {
-      throw optionError("maxReattemptWaitSeconds", "must be a number, at least reattemptWaitSeconds");
-    }
+    checkMaximumWait("maxReattemptWaitSeconds", "reattemptWaitSeconds");
     if (given("sucessWaitSeconds")) {
       if (given("successWaitSeconds") && options.successWaitSeconds !== options.sucessWaitSeconds) {
         throw optionError("sucessWaitSeconds", "contradicts successWaitSeconds (give one of them)");
@@ -311,21 +309,7 @@ var longpoll = (function () {
         throw optionError(name, "must be a number of seconds above 0");
       }
     }
-    if (!given("maxPublishRetryWaitSeconds")) {
-      config.maxPublishRetryWaitSeconds = Math.max(
-        DEFAULTS.maxPublishRetryWaitSeconds,
-        config.publishRetryWaitSeconds,
-      );
-    }
-    if (
-      !isNumber(config.maxPublishRetryWaitSeconds) ||
-      config.maxPublishRetryWaitSeconds < config.publishRetryWaitSeconds
-    ) {
-      throw optionError(
-        "maxPublishRetryWaitSeconds",
-        "must be a number, at least publishRetryWaitSeconds",
-      );
-    }
+    checkMaximumWait("maxPublishRetryWaitSeconds", "publishRetryWaitSeconds");
 
     if (typeof config.loggingEnabled !== "boolean") {
       throw optionError("loggingEnabled", "must be true or false");
