@@ -55,10 +55,10 @@ from longpoll.sse import (
     OPENING,
     STREAM_HEADERS,
     batch_frames,
-    stream_subscription,
+    subscription_of,
     wants_stream,
 )
-from longpoll.subscription import Subscription, parse_subscription
+from longpoll.subscription import Subscription
 from longpoll.waiting import Batch, Waiter
 
 if TYPE_CHECKING:
@@ -475,15 +475,7 @@ class HttpConnection(asyncio.Protocol):
         access = app.access
         if not self._opens(access, request, "subscribe"):
             return
-        options = app.manager.options
-        subscription = parse_subscription(
-            request.query,
-            options.max_longpoll_timeout_seconds,
-            options.max_categories_per_request,
-            stream,
-        )
-        if stream:
-            subscription = stream_subscription(request, subscription)
+        subscription = subscription_of(request, app.manager.options, stream)
         if access.wants_client:
             request.client = self._client()
         deciding = access.check(request, "subscribe", subscription.categories)

@@ -53,8 +53,8 @@ from longpoll.event import Event
 from longpoll.limits import ClientCounts, ClientLimits
 from longpoll.manager import LongpollManager
 from longpoll.metrics import Metrics
-from longpoll.sse import stream_subscription, wants_stream
-from longpoll.subscription import Subscription, parse_subscription, query_pairs
+from longpoll.sse import subscription_of, wants_stream
+from longpoll.subscription import Subscription, query_pairs
 from longpoll.types import Message, Receive, Scope, Send
 from longpoll.waiting import Batch
 
@@ -113,14 +113,7 @@ class SubscribeHandler:
                 return
             check_method(request.method, *SUBSCRIBE_METHODS)
             stream = self.always_stream or wants_stream(request)
-            subscription = parse_subscription(
-                request.query,
-                options.max_longpoll_timeout_seconds,
-                options.max_categories_per_request,
-                stream,
-            )
-            if stream:
-                subscription = stream_subscription(request, subscription)
+            subscription = subscription_of(request, options, stream)
             deciding = self.access.check(request, "subscribe", subscription.categories)
             if deciding is not None:
                 await deciding

@@ -27,7 +27,8 @@ import uuid
 from longpoll._api import HttpError, Request
 from longpoll.errors import InvalidRequest
 from longpoll.event import Event, parse_uuid
-from longpoll.subscription import Subscription, check_since_time
+from longpoll.options import Options
+from longpoll.subscription import Subscription, check_since_time, parse_subscription
 from longpoll.waiting import Batch
 
 RETRY_MILLISECONDS = 2000
@@ -55,10 +56,22 @@ def wants_stream(request: Request) -> bool:
     return accept is not None and _EVENT_STREAM in accept.lower()
 
 
-def stream_subscription(request: Request, subscription: Subscription) -> Subscription:
-    """`subscription` resumed from the request's `Last-Event-ID`, when it has one:
-    the header wins over `since_time` and `last_id` in the query, as a browser
-    reconnecting sends the query of its first request again."""
+def subscription_of(request: Request, options: Options, stream: bool) -> Subscription:
+    """The subscription a subscribe request asks for, checked against `options`;
+    `InvalidRequest` or the 400 error if it is bad.
+
+    A `stream` needs no `timeout`, and resumes from its `Last-Event-ID`, when it
+    has one: the header wins over `since_time` and `last_id` in the query, as a
+    browser reconnecting sends the query of its first request again.
+    """
+    subscription = parse_subscription(
+        request.query,
+        options.max_longpoll_timeout_seconds,
+        options.max_categories_per_request,
+        stream,
+    )
+    if not stream:
+        return subscription
     value = request.header(b"last-event-id")
     if value is None or not value.strip():
         return subscription
