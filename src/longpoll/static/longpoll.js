@@ -821,14 +821,7 @@ var longpoll = (function () {
       if (ok && Array.isArray(answer.events) && answer.events.length > 0) {
         this._gap(answer);
         for (const event of answer.events) {
-          // Resume after this event: no gap and no duplicate on the next poll.
-          this.sinceTime = event.timestamp;
-          this.lastId = event.id;
-          try {
-            this.onEvent(event);
-          } catch (error) {
-            report(error);
-          }
+          this._deliver(event);
           if (!this.running) return "stopped";
         }
         return "events";
@@ -953,6 +946,12 @@ var longpoll = (function () {
         const text = block.data.slice(0, 200);
         throw new LongpollError(`unexpected event in the stream: ${text}`, 200, block.data);
       }
+      this._deliver(event);
+    }
+
+    // Hand an event to onEvent, whichever transport brought it. The position moves
+    // first: the next poll or stream resumes after it, with no gap or duplicate.
+    _deliver(event) {
       this.sinceTime = event.timestamp;
       this.lastId = event.id;
       try {
