@@ -148,7 +148,12 @@ async def test_a_publish_during_a_redis_pause_is_unconfirmed_and_stored_once_on_
     redis = RedisServer(tmp_path)
     redis.start()
     try:
-        backend = RedisBackend(redis.url, key_prefix="unconfirmed", health_check_seconds=0.5)
+        backend = RedisBackend(
+            redis.url,
+            key_prefix="unconfirmed",
+            health_check_seconds=0.5,
+            command_timeout_seconds=2,
+        )
         manager = LongpollManager(backend=backend)
         async with serve_app(LongpollApp(manager)) as server, http_client(server.url) as client:
             await publish(client, {"category": "u", "data": "warm"})

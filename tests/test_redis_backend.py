@@ -339,7 +339,12 @@ async def test_a_timeout_during_a_redis_pause_is_an_error_not_a_resume_point(
     # so the subscriber gets the error and resumes from its own position: it sees
     # every event once.
     assert private_redis.process is not None
-    backend = RedisBackend(private_redis.url, key_prefix="pause", health_check_seconds=0.5)
+    backend = RedisBackend(
+        private_redis.url,
+        key_prefix="pause",
+        health_check_seconds=0.5,
+        command_timeout_seconds=2,
+    )
     manager = LongpollManager(backend=backend)
     async with serve_app(LongpollApp(manager)) as server, http_client(server.url) as client:
         first = await publish(client, "p", 1)

@@ -304,7 +304,8 @@ class RedisBackend(Backend):
     connection blocked on the wake-up log (re-established within about
     `health_check_seconds` when it dies) and a small pool of at most
     `max_connections` for requests. While Redis is unreachable, operations raise
-    `BackendUnavailable`.
+    `BackendUnavailable`; a command whose answer takes longer than
+    `command_timeout_seconds` fails so (a publish as `PublishUnconfirmed`).
     """
 
     def __init__(
@@ -315,6 +316,7 @@ class RedisBackend(Backend):
         health_check_seconds: float = 1.0,
         max_connections: int = 8,
         wake_log_seconds: float = 60.0,
+        command_timeout_seconds: float = 10.0,
     ) -> None:
         if not key_prefix:
             raise ValueError("key_prefix must not be empty")
@@ -324,12 +326,15 @@ class RedisBackend(Backend):
             raise ValueError("max_connections must be at least 1")
         if wake_log_seconds <= 0:
             raise ValueError("wake_log_seconds must be positive")
+        if command_timeout_seconds <= 0:
+            raise ValueError("command_timeout_seconds must be positive")
         super().__init__()
         self.url = url
         self.key_prefix = key_prefix
         self.health_check_seconds = health_check_seconds
         self.max_connections = max_connections
         self._log_keep_ms = round(wake_log_seconds * 1000)
+        self.command_timeout_seconds = command_timeout_seconds
         self._prefix = key_prefix.encode("utf-8")
         self._meta = self._prefix + b":meta"
         self._log = self._prefix + b":log"
@@ -381,7 +386,7 @@ class RedisBackend(Backend):
             max_connections=self.max_connections,
             timeout=5,
             socket_connect_timeout=2,
-            socket_timeout=10,
+            socket_timeout=self.command_timeout_seconds,
             retry=Retry(NoBackoff(), 1),
         )
         client = self._client = aioredis.Redis(connection_pool=pool)
