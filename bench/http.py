@@ -64,14 +64,19 @@ def parse_target(url: str) -> Target:
 
 
 def request(
-    target: Target, method: str, path: str, body: bytes = b"", token: str | None = None
+    target: Target,
+    method: str,
+    path: str,
+    body: bytes = b"",
+    token: str | None = None,
+    accept: str = "application/json",
 ) -> bytes:
     """The bytes of one request (a POST carries a JSON `body`), `token` as a Bearer token."""
     head = f"{method} {path} HTTP/1.1\r\nHost: {target.host_header}\r\n"
     if method == "POST":
         head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
     else:
-        head += "Accept: application/json\r\n"
+        head += f"Accept: {accept}\r\n"
     if token is not None:
         head += f"Authorization: Bearer {token}\r\n"
     return (head + "\r\n").encode("ascii") + body
@@ -95,21 +100,24 @@ class Server:
     def subscribe(
         self,
         category: str,
-        timeout_s: int,
+        timeout_s: int | None,
         since_time: int | None = None,
         last_id: str | None = None,
         token: str | None = None,
     ) -> bytes:
         """``GET events?category=...&timeout=...``, resuming at `since_time` (and `last_id`);
-        `token`: the subscribe token for `category`."""
-        query = f"category={quote(category, safe='')}&timeout={timeout_s}"
+        `token`: the subscribe token for `category`. Without a timeout, a request for a
+        stream of server-sent events (``Accept: text/event-stream``)."""
+        query = f"category={quote(category, safe='')}"
+        if timeout_s is not None:
+            query += f"&timeout={timeout_s}"
         if since_time is not None:
             query += f"&since_time={since_time}"
             if last_id is not None:
                 query += f"&last_id={quote(last_id, safe='')}"
-        return request(
-            self.target, "GET", f"{self.target.path(self.events_path)}?{query}", token=token
-        )
+        path = f"{self.target.path(self.events_path)}?{query}"
+        accept = "application/json" if timeout_s is not None else "text/event-stream"
+        return request(self.target, "GET", path, token=token, accept=accept)
 
     def publish(self, category: str, data: object, compact: bool = False) -> bytes:
         """``POST publish`` of one event with `data` in `category`, with the publish token."""
@@ -181,13 +189,16 @@ class ResponseParser:
     """Feed it bytes as they arrive; `feed` returns the `Response` once complete.
 
     The common case, a whole Content-Length response in one read, costs a few
-    bytes-level searches and no per-header objects.
+    bytes-level searches and no per-header objects. With `stream` set, a 200 response
+    whose body runs until its last chunk or the close (a stream of server-sent events)
+    is `streaming` from its head on: `take` hands over its body as it arrives.
     """
 
-    __slots__ = ("_body", "_buf", "_head", "_remaining", "_state")
+    __slots__ = ("_body", "_buf", "_head", "_remaining", "_state", "stream", "streaming")
 
     def __init__(self) -> None:
         self._buf = b""
+        self.stream = False
         self._reset()
 
     def _reset(self) -> None:
@@ -195,6 +206,31 @@ class ResponseParser:
         self._head = b""
         self._remaining = 0
         self._body: list[bytes] = []
+        self.streaming = False
+
+    def take(self) -> bytes:
+        """The body that came since the last `take` (of a response that is `streaming`)."""
+        body, self._body = self._body, []
+        return body[0] if len(body) == 1 else b"".join(body)
+
+    def chunks(self, data: bytes) -> bytes | None:
+        """The payloads of `data` if it is whole chunks, not the last, of a response that
+        is `streaming` and has nothing pending (else None: `feed` it)."""
+        if self._buf or self._state != _CHUNK_SIZE:
+            return None
+        pieces, at = [], 0
+        while at < len(data):
+            line = data.find(b"\r\n", at)
+            try:
+                size = int(data[at:line], 16) if line > at else 0
+            except ValueError:
+                return None
+            at = line + 2 + size
+            if not size or data[at : at + 2] != b"\r\n":
+                return None
+            pieces.append(data[line + 2 : at])
+            at += 2
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
     def feed(self, data: bytes) -> Response | None:
         """Add `data`; return the response when its last byte has arrived."""
@@ -274,6 +310,7 @@ class ResponseParser:
                 raise HTTPError("bad Content-Length") from None
         else:
             self._state = _UNTIL_CLOSE
+        self.streaming = self.stream and status == 200 and self._state != _LENGTH
 
     def _chunk_size(self, line: bytes) -> None:
         text = line.split(b";", 1)[0].strip()
