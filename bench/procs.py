@@ -106,6 +106,7 @@ class Channel:
                 await ready
             finally:
                 loop.remove_reader(fd)
+                os.set_blocking(fd, True)  # the loop made it non-blocking: `send` may block
         try:
             return self._pipe.recv()
         except (EOFError, OSError):
