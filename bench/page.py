@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.limits import limits_of
 from bench.redis_server import REDIS_SERVER
 from bench.report import FANOUT_PNG, PLOTS, RATES_PNG, Run, draw, markdown_table, percent, rows_of
 from bench.suite import Outcome, Plan, Variant
@@ -28,7 +29,6 @@ from bench.targets import (
     Bodies,
     Figure,
     Target,
-    limits_of,
     times,
     versus,
 )
