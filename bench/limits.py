@@ -81,7 +81,12 @@ def limits_of(label: str, scenario: str, body: dict[str, Any]) -> list[Limit]:
         if scenario in STREAMS:
             case = f"{body.get('subscribers')} x {body.get('rate')}/s"
             waits_for = "the fixed publish rate sets the load"
-            return [_limit(label, scenario, case, server, generator, others, waits_for)]
+            limit = _limit(label, scenario, case, server, generator, others, waits_for)
+            lag = (body.get("generator_lag") or {}).get("p99_ms")
+            if lag is None or generator is None or generator < GENERATOR_BUSY:
+                return [limit]
+            late = f"; the generator read events up to {lag:.0f} ms late (p99), within the latency"
+            return [limit._replace(verdict=limit.verdict + late)]
         case = f"{load.get('connections')} connections"
         return [_limit(label, scenario, case, server, generator, others)]
     if scenario == "publish-persist":

@@ -229,12 +229,15 @@ def _crowding(record: Record) -> str:
     )
 
 
-def _limited(label: str, target: Target, bodies: Bodies, seen: Figure | None) -> str:
-    """What limited `label`'s figure for `target`."""
-    body = bodies.get((label, target.scenario))
+def _limited(
+    label: str, target: Target, bodies: Bodies, seen: Figure | None, scenario: str = ""
+) -> str:
+    """What limited `label`'s figure for `target` (in `scenario`, default the target's)."""
+    scenario = scenario or target.scenario
+    body = bodies.get((label, scenario))
     if seen is None or body is None:
         return "-"
-    limits = limits_of(label, target.scenario, body)
+    limits = limits_of(label, scenario, body)
     verdicts = [lim.verdict for lim in limits if lim.case == seen.case or not seen.case]
     return verdicts[0] if verdicts else "-"
 
@@ -244,13 +247,22 @@ def _shown(seen: Figure | None) -> str:
 
 
 def _target(target: Target, bodies: Bodies) -> str:
-    """A target as a row: both figures, their ratio, the verdict, what limited each."""
+    """A target as a row: both figures, their ratio, the verdict, what limited each (a
+    target `against` another scenario of `serve`: the scenarios named, and those `also`
+    shown beside)."""
     result = target.check(bodies)
     mine, theirs = result.subject, result.baseline
+    shown = [_shown(mine), _shown(theirs)]
+    limits = [_limited(SUBJECT, target, bodies, mine), _limited(BASELINE, target, bodies, theirs)]
+    sides = zip((target.scenario, target.against), target.also, strict=True)
+    for side, (scenario, also) in enumerate(sides if target.against else ()):
+        seen = target.seen(bodies, SUBJECT, scenario)
+        beside = _shown(target.seen(bodies, SUBJECT, also))
+        shown[side] = f"`{SUBJECT}` {scenario}: {_shown(seen)}; {also}: {beside}"
+        limits[side] = f"{scenario}: {_limited(SUBJECT, target, bodies, seen, scenario)}"
     return (
-        f"| {target.name} | {_shown(mine)} | {_shown(theirs)} | {times(result.ratio)} "
-        f"| **{VERDICTS[result.met]}** | {_limited(SUBJECT, target, bodies, mine)} "
-        f"| {_limited(BASELINE, target, bodies, theirs)} |"
+        f"| {target.name} | {shown[0]} | {shown[1]} | {times(result.ratio)} "
+        f"| **{VERDICTS[result.met]}** | {limits[0]} | {limits[1]} |"
     )
 
 

@@ -28,7 +28,7 @@ PLOTS = {
     FANOUT_PNG: "Fan-out latency against N, per variant",
     RATES_PNG: "Requests/s per scenario and variant",
 }
-STREAMS = ("stream", "stream-overload")  # what the stream runner measures, at two rates
+STREAMS = ("stream", "stream-overload", "stream-sse", "stream-sse-overload")  # long polls, SSE
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,10 +221,14 @@ def rows_of(run: Run) -> list[Row]:
         return [_row(label, scenario, case, load)]
     if scenario in STREAMS:
         extra = f"missed {body.get('missed')}, duplicated {body.get('duplicated')}"
-        took, planned = body.get("publishing_s", 0.0), body.get("duration_s", 0.0)
-        if took > 1.1 * planned:
-            extra += f"; publishing took {took:.0f} s, not {planned:g}: the server fell behind"
+        if cut := body.get("cut_off"):
+            extra += f", {cut} not read when publishing was given up"
+        took = max(body.get("publishing_s", 0.0), body.get("delivering_s", 0.0))
+        if took > 1.1 * (planned := body.get("duration_s", 0.0)):
+            extra += f"; publishing and delivery took {took:.0f} s, not {planned:g}: "
+            extra += "the server fell behind"
         case = f"{body.get('subscribers')} x {body.get('rate')}/s for {body.get('duration_s')} s"
+        case += f", server {fixed(body.get('server_us_per_delivery'))} us CPU/delivery"
         return [_row(label, scenario, case, body, extra)]
     return [Row(label, scenario, "?", None, "", problems="unknown scenario")]
 

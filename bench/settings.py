@@ -129,6 +129,20 @@ class Stream(Subscribing):
 
 
 @dataclass(kw_only=True)
+class StreamSSE(Stream):
+    """K subscribers each reading a stream of server-sent events while R events/s are
+    published for T s, open loop."""
+
+    poll_timeout: int = field(default=30, metadata={"cli": False})  # a stream has none
+    latency_every: int = option(10, "every Nth subscriber parses its events' send times")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.latency_every < 1:
+            raise ValueError("--latency-every must be at least 1")
+
+
+@dataclass(kw_only=True)
 class Load(Scenario):
     """A closed loop: C keep-alive connections, each sending its next request as soon as
     the last is answered; answers counted over `duration` s after `warmup` s."""
@@ -186,4 +200,5 @@ SCENARIOS: dict[str, type[Scenario]] = {
     "publish-persist": PublishPersist,
     "catchup": Catchup,
     "stream": Stream,
+    "stream-sse": StreamSSE,
 }

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import array
 import asyncio
-import contextlib
 import gc
 import time
 from collections import Counter
@@ -64,7 +63,7 @@ class Seen:
 
 @dataclass(frozen=True, slots=True)
 class Subscribed:
-    """One process's subscribers, latencies (ns) and CPU."""
+    """One process's subscribers, latencies (ns), CPU, and when its last delivery came."""
 
     subscribers: list[Seen]
     latencies_ns: array.array[int]
@@ -72,14 +71,16 @@ class Subscribed:
     cpu_s: float
     connected: int
     late_ms: float
+    last_ns: int
+    lags_ns: array.array[int]  # how late the event loop ran a 1 ms timer, time after time
 
 
-class _Subscriber:
+class Subscriber:
     """A subscriber's position and tallies; outlives its connection when it reconnects."""
 
     __slots__ = ("conn", "done", "end_seq", "high", "last_id", "run", "seen", "since", "tally")
 
-    def __init__(self, run: _Process) -> None:
+    def __init__(self, run: Process) -> None:
         self.run = run
         self.conn: Connection | None = None
         self.since = -1
@@ -143,33 +144,37 @@ class _Subscriber:
 
     def saw(self, events: list[Any], now: int) -> None:
         """Mark `events`, received at `now`, and resume after the last of them."""
-        run_id, seen, tally = self.run.config.run_id, self.seen, self.tally
-        latencies = self.run.latencies
-        tally.events += len(events)
+        run_id = self.run.config.run_id
+        self.tally.events += len(events)
         for event in events:
             data = event.get("data")
             if not isinstance(data, dict) or data.get("run") != run_id:
-                tally.foreign += 1
-                continue
-            seq = data["seq"]
-            if data.get("end"):
-                self.end_seq = seq
-                continue
-            if not 0 <= seq < len(seen):
-                tally.foreign += 1
-                continue
-            if seen[seq]:
-                tally.duplicates += 1
-                continue
+                self.tally.foreign += 1
+            elif data.get("end"):
+                self.end_seq = data["seq"]
+            else:
+                self.mark(data["seq"], data["t"], now)
+        last = events[-1]
+        self.since, self.last_id = last["timestamp"], last["id"]
+
+    def mark(self, seq: int, sent_ns: int | None, now: int) -> None:
+        """Mark `seq`, sent at `sent_ns` (None: not timed) and received at `now`: a second
+        sighting is a duplicate, one below the highest seen is out of order."""
+        seen, tally = self.seen, self.tally
+        if not 0 <= seq < len(seen):
+            tally.foreign += 1
+        elif seen[seq]:
+            tally.duplicates += 1
+        else:
             seen[seq] = 1
             tally.delivered += 1
-            latencies.append(now - data["t"])
+            self.run.last_ns = now
+            if sent_ns is not None:
+                self.run.latencies.append(now - sent_ns)
             if seq < self.high:
                 tally.out_of_order += 1
             else:
                 self.high = seq + 1
-        last = events[-1]
-        self.since, self.last_id = last["timestamp"], last["id"]
 
     def finish(self, error: str) -> None:
         """Stop polling; close the connection."""
@@ -205,12 +210,15 @@ class _Subscriber:
         return self.tally
 
 
-class _Process:
+class Process:
     """One process's subscribers and what they share."""
 
     def __init__(self, config: StreamConfig) -> None:
         self.config = config
+        self.made = 0  # subscribers made
+        self.last_ns = 0  # when the last delivery came
         self.latencies: array.array[int] = array.array("q")
+        self.lags: array.array[int] = array.array("q")
         self.errors: Counter[str] = Counter()
         self.outstanding = 0
         self.done = asyncio.Event()
@@ -222,13 +230,13 @@ class _Process:
         if self.outstanding <= 0:
             self.done.set()
 
-    def reconnect(self, subscriber: _Subscriber) -> None:
+    def reconnect(self, subscriber: Subscriber) -> None:
         """Open a new connection for `subscriber` and poll again on it."""
         task = asyncio.get_running_loop().create_task(self._reconnect(subscriber))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _reconnect(self, subscriber: _Subscriber) -> None:
+    async def _reconnect(self, subscriber: Subscriber) -> None:
         timeout_s = self.config.settings.connect_timeout
         conns = await open_connections(
             [subscriber], self.config.server.target, self.errors, 1, timeout_s
@@ -240,16 +248,19 @@ class _Process:
         subscriber.poll()
 
 
-async def stream_job(config: StreamConfig, channel: Channel) -> None:
-    """A subscriber process: connect, poll until the end event or the deadline, report."""
-    run, s = _Process(config), config.settings
-    subscribers = [_Subscriber(run) for _ in range(config.subscribers)]
+async def stream_job(
+    config: StreamConfig, channel: Channel, kind: type[Subscriber] = Subscriber
+) -> None:
+    """A subscriber process: connect, poll (or read the stream, as `kind` does) until the
+    end event or the deadline, report."""
+    run, s = Process(config), config.settings
+    subscribers = [kind(run) for _ in range(config.subscribers)]
     target = config.server.target
     conns = await open_connections(
         subscribers, target, run.errors, s.connect_concurrency, s.connect_timeout
     )
     for conn in conns:
-        cast(_Subscriber, conn.owner).conn = conn
+        cast(Subscriber, conn.owner).conn = conn
     active = [subscriber for subscriber in subscribers if subscriber.conn is not None]
     await asyncio.sleep(max(0.0, (config.start_ns - time.monotonic_ns()) / 1e9))
     late_ms = max(0.0, (time.monotonic_ns() - config.start_ns) / 1e6)
@@ -261,14 +272,27 @@ async def stream_job(config: StreamConfig, channel: Channel) -> None:
         run.done.set()
     for subscriber in active:
         subscriber.poll()
-    with contextlib.suppress(TimeoutError):
-        left_s = (config.deadline_ns - time.monotonic_ns()) / 1e9
-        await asyncio.wait_for(run.done.wait(), max(0.0, left_s))
+    stop = asyncio.ensure_future(channel.receive())  # the coordinator gave up publishing
+    waits = [stop, asyncio.ensure_future(run.done.wait()), asyncio.ensure_future(_lag(run))]
+    left_s = (config.deadline_ns - time.monotonic_ns()) / 1e9
+    await asyncio.wait(waits[:2], timeout=max(0.0, left_s), return_when=asyncio.FIRST_COMPLETED)
     cpu = cpu_seconds() - cpu_start
     gc.enable()
+    why = "the publisher gave up" if stop.done() else "the deadline"
     for subscriber in active:
-        subscriber.finish("no end event before the deadline")
-    for task in list(run.tasks):
+        subscriber.finish(f"no end event before {why}")
+    for task in [*waits, *run.tasks]:
         task.cancel()
+    await asyncio.wait([*waits, *run.tasks])  # each done, the channel's reader removed
     seen = [subscriber.result() for subscriber in active]
-    channel.send(Subscribed(seen, run.latencies, dict(run.errors), cpu, len(active), late_ms))
+    errors, connected, last = dict(run.errors), len(active), run.last_ns
+    channel.send(Subscribed(seen, run.latencies, errors, cpu, connected, late_ms, last, run.lags))
+
+
+async def _lag(run: Process) -> None:
+    """Time after time, how late the event loop runs a 1 ms timer: how long a connection
+    with data to read may have waited."""
+    while True:
+        due = time.monotonic_ns() + 1_000_000
+        await asyncio.sleep(0.001)
+        run.lags.append(time.monotonic_ns() - due)

@@ -8,7 +8,9 @@ the baseline of the targets), `granian` (that app under granian's ASGI interface
 redis-server on the server core too), `persistence` (`publish-persist`: off, on, with
 fsync) and `floor`; and any server the user runs (`bench.external`), side by side with the
 first four. The scenarios are the ordinary runners with settings from the plan;
-`stream-overload` is `stream` at a rate the servers cannot keep up with.
+`stream-overload` is `stream` at a rate the servers cannot keep up with; `stream-sse` and
+`stream-sse-overload` are the same two streams read as server-sent events (on `serve` and
+`asgi-uvicorn`: the others do not serve streams).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from bench.settings import (
     PublishPersist,
     Scenario,
     Stream,
+    StreamSSE,
     fresh_category,
 )
 from bench.stream import run_stream
@@ -48,7 +51,9 @@ from bench.targets import TOKENS
 MEMORY_APP = "bench.apps:memory_app"
 FLOOR_APP = "bench.apps:floor_app"
 SCENARIOS = ("fanout", "publish", "catchup", "stream")  # on one server; idle-memory on its own
-MEMORY_SCENARIOS = (*SCENARIOS, "stream-overload")  # the memory backend's servers
+SSE = ("stream-sse", "stream-sse-overload")  # on the servers that stream server-sent events
+PLAIN = (*SCENARIOS, "stream-overload")  # on every memory-backend server
+MEMORY_SCENARIOS = (*PLAIN, *SSE)  # the memory backend's servers, in this order
 OWN = ("serve", TOKENS, "asgi-uvicorn", "granian", "redis-1", "redis-2", "persistence", "floor")
 RUNNERS: dict[str, Callable[[Any, Any], Any]] = {  # settings, server -> report
     "fanout": run_fanout,
@@ -57,6 +62,8 @@ RUNNERS: dict[str, Callable[[Any, Any], Any]] = {  # settings, server -> report
     "catchup": run_catchup,
     "stream": run_stream,
     "stream-overload": run_stream,
+    "stream-sse": run_stream,
+    "stream-sse-overload": run_stream,
     "publish-persist": lambda settings, _: run_persist(settings),
 }
 
@@ -82,6 +89,7 @@ class Plan:
     stream_duration_s: float
     overload_rate: float  # stream-overload: the stream's subscribers at this rate
     overload_duration_s: float
+    sse_drain_s: float  # SSE: how long the server may take to catch up after publishing
     persist_rounds: int
     settle_s: float  # wait for subscribers where the server cannot count them (redis-2, --other)
 
@@ -104,6 +112,7 @@ FULL = Plan(
     stream_duration_s=10.0,
     overload_rate=200.0,
     overload_duration_s=5.0,
+    sse_drain_s=5.0,
     persist_rounds=2,
     settle_s=2.0,
 )
@@ -126,6 +135,7 @@ QUICK = Plan(
     stream_duration_s=1.0,
     overload_rate=200.0,
     overload_duration_s=0.5,
+    sse_drain_s=2.0,
     persist_rounds=1,
     settle_s=0.5,
 )
@@ -187,12 +197,14 @@ class Suite:
             "asgi-uvicorn": SideBySide(
                 lambda log: serve_uvicorn(MEMORY_APP, core, log, "--factory", "--lifespan", "on")
             ),
-            "granian": SideBySide(lambda log: serve_granian(MEMORY_APP, core, log)),
+            "granian": SideBySide(
+                lambda log: serve_granian(MEMORY_APP, core, log), (*PLAIN, "idle-memory")
+            ),
         }
         others = {  # idle memory needs the pid, and is measured on the server as found
             label: SideBySide(
                 functools.partial(_as_found, other),
-                MEMORY_SCENARIOS + (("idle-memory",) if other.pid else ()),
+                PLAIN + (("idle-memory",) if other.pid else ()),
             )
             for label, other in self.others.items()
         }
@@ -284,8 +296,10 @@ class Suite:
             return Publish(**self._loop())
         if scenario == "catchup":
             return Catchup(**self._loop(), events=plan.catchup_events)
-        overload = scenario == "stream-overload"
-        return Stream(
+        overload = scenario.endswith("-overload")
+        if scenario in SSE:
+            waiting["drain"] = plan.sse_drain_s
+        return (StreamSSE if scenario in SSE else Stream)(
             **waiting,
             subscribers=plan.redis_stream_subscribers if redis else plan.stream_subscribers,
             rate=plan.overload_rate if overload else plan.stream_rate,

@@ -18,6 +18,8 @@ STOCK = (BASELINE, "granian")
 VERDICTS = {True: "met", False: "missed", None: "not measured"}
 ON_SCHEDULE = 0.99  # share of the requested rate the publisher must achieve
 STREAM_CPU = 0.5  # share of its core the server may use for the stream
+SSE_P99_MS = 50.0  # SSE at 1,000 x 200/s: the most its p99 may be
+SSE_COST = 1 / 3  # SSE's server CPU per delivery over long polling's, at most
 WITHIN = 0.1  # how much worse than `serve` `serve-tokens`' figures may be
 
 
@@ -49,7 +51,9 @@ class Check(NamedTuple):
 @dataclass(frozen=True, slots=True)
 class Target:
     """What is promised: `bound` is a factor of the baseline's figure, or with `absolute`
-    the most (or least) the subject's figure itself may be."""
+    the most (or least) the subject's figure itself may be. With `against`, the baseline
+    is the subject's own figure in that scenario; `also` names scenarios whose figures the
+    page shows beside the subject's and that baseline."""
 
     name: str
     figure: str  # the figure's short name
@@ -58,15 +62,19 @@ class Target:
     bound: float
     more_is_better: bool
     absolute: bool = False
+    against: str = ""
+    also: tuple[str, str] = ("", "")
 
-    def seen(self, bodies: Bodies, label: str) -> Figure | None:
-        """`label`'s figure, or None when its scenario gave none."""
-        body = bodies.get((label, self.scenario))
+    def seen(self, bodies: Bodies, label: str, scenario: str = "") -> Figure | None:
+        """`label`'s figure (in `scenario`, default its own), or None when it gave none."""
+        body = bodies.get((label, scenario or self.scenario))
         return self.read(body) if body else None
 
     def check(self, bodies: Bodies, subject: str = SUBJECT, baseline: str = BASELINE) -> Check:
-        """This target against one run, as `subject`'s figure over `baseline`'s."""
-        mine, theirs = self.seen(bodies, subject), self.seen(bodies, baseline)
+        """This target against one run, as `subject`'s figure over `baseline`'s (or over its
+        own in `against`)."""
+        mine = self.seen(bodies, subject)
+        theirs = self.seen(bodies, *((subject, self.against) if self.against else (baseline,)))
         times = ratio(mine, theirs)
         if mine is None or (times is None and not self.absolute):
             return Check(mine, theirs, times, None)
@@ -147,13 +155,28 @@ def _stream(body: Body, with_cpu: bool = True) -> Figure | None:
     return _figure(p99, text, body.get("errors"), spoilt)
 
 
-def _overload(body: Body) -> Figure | None:
-    """Deliveries per second, every event delivered once."""
+def _overload(body: Body, by_p99: bool = False) -> Figure | None:
+    """Deliveries per second, every event delivered once (`by_p99`: the figure is the p99,
+    and the deliveries/s must reach 99% of those asked for)."""
     (exact, spoilt, p99), per_s = _exact(body), body.get("delivered_per_s")
     if not isinstance(per_s, int | float) or p99 is None:
         return None
     text = f"{per_s:,.0f} deliveries/s, p99 {p99:,.1f} ms, {exact}"
-    return _figure(per_s, text, body.get("errors"), spoilt)
+    if not by_p99:
+        return _figure(per_s, text, body.get("errors"), spoilt)
+    want, cpu = body["subscribers"] * body["rate"], body.get("server_cpu_share")
+    spoilt.append((f"{per_s / want:.1%} of {want:,.0f} deliveries/s", per_s < ON_SCHEDULE * want))
+    text += "" if cpu is None else f", server CPU {cpu:.0%}"
+    return _figure(p99, text, body.get("errors"), spoilt)
+
+
+def _per_delivery(body: Body) -> Figure | None:
+    """The server's CPU per delivery, every event delivered once."""
+    (exact, spoilt, _), us = _exact(body), body.get("server_us_per_delivery")
+    if not isinstance(us, int | float):
+        return None
+    case = f"{body['subscribers']:,} x {body['rate']:g}/s"
+    return _figure(us, f"{us:.1f} us at {case}, {exact}", body.get("errors"), spoilt)
 
 
 def _server_cpu(body: Body) -> Figure | None:
@@ -179,6 +202,27 @@ TARGETS = [
         _overload,
         4.0,
         more_is_better=True,
+    ),
+    Target(
+        "SSE stream 1,000 x 200/s: every event delivered once (0 missed, 0 duplicated, "
+        f"deliveries/s >= {ON_SCHEDULE:.0%} of 200,000), p99 <= {SSE_P99_MS:g} ms",
+        "SSE p99 ms",
+        "stream-sse-overload",
+        lambda body: _overload(body, by_p99=True),
+        SSE_P99_MS,
+        more_is_better=False,
+        absolute=True,
+    ),
+    Target(
+        "SSE server CPU per delivery at 1,000 x 200/s <= 1/3 of long polling's at 1,000 x "
+        "20/s (one event per answer), both on serve in the same run",
+        "SSE server us/delivery",
+        "stream-sse-overload",
+        _per_delivery,
+        SSE_COST,
+        more_is_better=False,
+        against="stream",
+        also=("stream-sse", "stream-overload"),
     ),
     Target("publish req/s >= 2.5x asgi-uvicorn", "publish req/s", "publish", _rate, 2.5, True),
     Target(

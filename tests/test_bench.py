@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PNG = b"\x89PNG\r\n\x1a\n"
 VARIANTS = ("serve", "serve-tokens", "asgi-uvicorn", "granian", "redis-1", "redis-2",
             "persistence", "floor")  # fmt: skip
-SCENARIOS = ("fanout", "publish", "catchup", "stream", "stream-overload", "idle-memory",
-             "publish-persist")  # fmt: skip
+SCENARIOS = ("fanout", "publish", "catchup", "stream", "stream-overload", "stream-sse",
+             "stream-sse-overload", "idle-memory", "publish-persist")  # fmt: skip
 
 
 def bench(*args: str) -> list[str]:
@@ -110,18 +110,25 @@ def test_quick_suite_writes_the_page_plots_and_results(tmp_path: Path) -> None:
     assert tokens == {"fanout", "publish", "catchup", "stream"}
     overloads = {label for label, scenario in by if scenario == "stream-overload"}
     assert overloads == {"serve", "asgi-uvicorn", "granian"}
+    for sse_scenario in ("stream-sse", "stream-sse-overload"):
+        assert {label for label, scenario in by if scenario == sse_scenario} == {
+            "serve", "asgi-uvicorn"
+        }  # fmt: skip
     for (_, scenario), stream in by.items():
         if scenario.startswith("stream"):
-            assert stream["rate"] == (200.0 if scenario == "stream-overload" else 20.0)
+            assert stream["rate"] == (200.0 if scenario.endswith("-overload") else 20.0)
+            assert stream["sse"] == scenario.startswith("stream-sse")
             assert stream["missed"] == stream["duplicated"] == 0
             assert stream["delivered"] == stream["expected"] > 0
             assert stream["server_cpu_share"] is not None
 
     # every target: serve's figure, asgi-uvicorn's, their ratio, a verdict, the limits;
     # the last one: serve-tokens' publish and stream figures, serve's, three ratios
-    targets = {row[0].split(" ")[0]: row for row in table_rows(text, "Targets")}
-    assert set(targets) == {"stream", "publish", "fan-out", "idle", "catch-up", "with"}
-    assert len(table_rows(text, "Targets")) == 7
+    targets = {" ".join(row[0].split(" ")[:2]): row for row in table_rows(text, "Targets")}
+    assert {name.split(" ")[0] for name in targets} == {
+        "stream", "SSE", "publish", "fan-out", "idle", "catch-up", "with"
+    }  # fmt: skip
+    assert len(table_rows(text, "Targets")) == 9
     for row in table_rows(text, "Targets"):
         assert len(row) == 7
         assert "not measured" not in " ".join(row[1:3])
@@ -133,34 +140,51 @@ def test_quick_suite_writes_the_page_plots_and_results(tmp_path: Path) -> None:
         assert row[5] != "-" or row[0].startswith("idle")
     publish = by[("serve", "publish")]["requests_per_s"]
     baseline = by[("asgi-uvicorn", "publish")]["requests_per_s"]
-    assert targets["publish"][1] == f"{publish:,.0f} req/s"
-    assert targets["publish"][3] == f"{publish / baseline:.2f}x"
-    assert targets["publish"][4] == ("**met**" if publish >= 2.5 * baseline else "**missed**")
+    assert targets["publish req/s"][1] == f"{publish:,.0f} req/s"
+    assert targets["publish req/s"][3] == f"{publish / baseline:.2f}x"
+    assert targets["publish req/s"][4] == ("**met**" if publish >= 2.5 * baseline else "**missed**")
     idle = by[("serve", "idle-memory")]["kib_per_waiter"]
-    assert targets["idle"][4] == ("**met**" if idle <= 8 else "**missed**")
+    assert targets["idle memory"][4] == ("**met**" if idle <= 8 else "**missed**")
+    sse, polled = by[("serve", "stream-sse-overload")], by[("serve", "stream")]
+    delivered = sse["delivered_per_s"] >= 0.99 * sse["subscribers"] * sse["rate"]
+    met = delivered and sse["latency"]["p99_ms"] <= 50 and sse["missed"] == 0
+    assert targets["SSE stream"][1].startswith(f"{sse['delivered_per_s']:,.0f} deliveries/s, ")
+    assert targets["SSE stream"][4] == ("**met**" if met else "**missed**")
+    cost = sse["server_us_per_delivery"] / polled["server_us_per_delivery"]
+    assert targets["SSE server"][1].startswith("`serve` stream-sse-overload: ")
+    assert "; stream-sse: " in targets["SSE server"][1]
+    assert targets["SSE server"][2].startswith("`serve` stream: ")
+    assert "; stream-overload: " in targets["SSE server"][2]
+    assert targets["SSE server"][3] == f"{cost:.2f}x"
+    assert targets["SSE server"][4] == ("**met**" if cost <= 1 / 3 else "**missed**")
     with_tokens = by[("serve-tokens", "publish")]["requests_per_s"]
-    assert targets["with"][1].startswith(f"`serve-tokens`: publish {with_tokens:,.0f} req/s; ")
-    assert targets["with"][2].startswith(f"`serve`: publish {publish:,.0f} req/s; ")
-    assert targets["with"][3].startswith(f"publish req/s {with_tokens / publish:.2f}x; ")
+    tokens_row = targets["with tokens"]
+    assert tokens_row[1].startswith(f"`serve-tokens`: publish {with_tokens:,.0f} req/s; ")
+    assert targets["with tokens"][2].startswith(f"`serve`: publish {publish:,.0f} req/s; ")
+    assert targets["with tokens"][3].startswith(f"publish req/s {with_tokens / publish:.2f}x; ")
     streamed = [by[(label, "stream")] for label in ("serve-tokens", "serve")]
     within = (
         with_tokens >= 0.9 * publish
         and streamed[0]["latency"]["p99_ms"] <= 1.1 * streamed[1]["latency"]["p99_ms"]
         and streamed[0]["server_cpu_share"] <= 1.1 * streamed[1]["server_cpu_share"]
     )
-    assert targets["with"][4] == ("**met**" if within else "**missed**")
+    assert targets["with tokens"][4] == ("**met**" if within else "**missed**")
     assert "| serve-tokens | `LONGPOLL_PUBLISH_TOKEN=... LONGPOLL_SUBSCRIBE_SECRET=... " in text
 
     servers = "serve against stock ASGI servers"
     assert re.search(
-        r"did better than asgi-uvicorn on \d of 6 figures and than granian on \d of 6 figures",
+        r"did better than asgi-uvicorn on \d of 8 figures and than granian on \d of 6 figures",
         text.split(f"## {servers}")[1],
     )
     compared = table_rows(text, servers)
-    assert len(compared) == 6
-    assert all(re.fullmatch(r"\d+\.\d\dx", cell) for row in compared for cell in row[4:])
+    assert len(compared) == 8
+    for row in compared:  # granian does not stream server-sent events
+        sse_row = row[0].startswith("SSE")
+        assert re.fullmatch(r"\d+\.\d\dx", row[4])
+        assert row[5] == "-" if sse_row else re.fullmatch(r"\d+\.\d\dx", row[5])
     assert "## What limits each figure" in text
     assert "| serve | stream-overload | " in text
+    assert "| asgi-uvicorn | stream-sse-overload | " in text
 
     for plot in ("fanout-latency.png", "requests-per-s.png"):
         assert f"](benchmarks/{plot})" in text
@@ -198,9 +222,12 @@ def test_suite_measures_a_server_the_user_runs_side_by_side_with_serve(tmp_path:
                            "| serve / nopid |")  # fmt: skip
     assert re.search(r"did better than lp on \d of 6 figures and than nopid on \d of 5", text)
     compared = {row[0]: row for row in table_rows(text, servers)}
-    assert len(compared) == 6
+    assert len(compared) == 8
     for name, row in compared.items():
         assert re.fullmatch(r"[\d,.]+", row[1]) and row[2] == row[3] == "-"
+        if name.startswith("SSE"):  # the suite asks only its own servers for streams
+            assert row[4] == row[5] == row[8] == row[9] == "-"
+            continue
         assert re.fullmatch(r"[\d,.]+", row[4]) and re.fullmatch(r"\d+\.\d\dx", row[8])
         idle = name.startswith("idle")  # only with the pid, on the server as found
         assert row[5] == "-" if idle else re.fullmatch(r"[\d,.]+", row[5])
@@ -238,6 +265,75 @@ def test_fanout_against_longpoll_serve_delivers_to_everyone(tmp_path: Path) -> N
         (40, 40, {}),
         (400, 400, {}),
     ]
+
+
+def test_sse_stream_against_longpoll_serve_delivers_every_event_once(tmp_path: Path) -> None:
+    with serve_process() as server:
+        out = tmp_path / "sse.json"
+        done = run_bench(
+            "stream-sse", "--url", server.url, "--stats-url", server.url + "/stats",
+            "--server-pid", str(server.process.pid), "--pin", "1", "--subscribers", "30",
+            "--rate", "100", "--duration", "1", "--latency-every", "3", "--json", str(out),
+            timeout=60,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert re.search(r"^delivered\s+3000/3000 ", done.stdout, re.MULTILINE)
+    assert re.search(r"^missed\s+0 \(0 subscribers", done.stdout, re.MULTILINE)
+    assert re.search(r"^streams\s+30 opened, .* 0 reconnects, 0 foreign", done.stdout, re.M)
+    result = json.loads(out.read_text())
+    assert result["scenario"] == "stream-sse" and result["sse"]
+    assert result["missed"] == result["duplicated"] == result["out_of_order"] == 0
+    assert result["errors"] == {} and result["foreign"] == 0
+    assert result["latency"]["count"] == 10 * 100  # every third subscriber reads the send times
+    assert result["server_us_per_delivery"] > 0
+
+
+def test_sse_reader_counts_gaps_duplicates_and_disorder_however_the_stream_is_cut() -> None:
+    from bench.conn import Connection
+    from bench.http import Server, parse_target
+    from bench.settings import StreamSSE
+    from bench.sse import Reader
+    from bench.subscribers import Process, StreamConfig
+
+    run_id, planned = uuid.uuid4().hex, 8
+    settings = StreamSSE(category="c", subscribers=1, latency_every=1)
+    config = StreamConfig(settings, Server(parse_target("http://127.0.0.1:9")), None, run_id, 1,
+                          planned, 0, 0)  # fmt: skip
+
+    def frame(seq: int) -> bytes:
+        data, event_id = {"run": run_id, "seq": seq, "t": 1000 + seq}, str(uuid.uuid4())
+        event = {"timestamp": 5, "category": "c", "data": data, "id": event_id}
+        body = json.dumps(event, separators=(",", ":")).encode()
+        return b"id: 5:%s\nevent: c\ndata: %s\n\n" % (event_id.encode(), body)
+
+    frames = [b"retry: 2000\n\n", b"id: 4\n\n", frame(0), frame(1) + frame(2), b": keep-alive\n\n"]
+    frames += [frame(4), frame(5) + frame(5) + frame(7), frame(6), frame(planned)]  # no 3
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+    head += b"transfer-encoding: chunked\r\n\r\n"
+    wire = head + b"".join(b"%x\r\n%s\r\n" % (len(f), f) for f in frames)
+
+    class Transport:
+        def is_closing(self) -> bool:
+            return False
+
+        def write(self, data: bytes) -> None:
+            pass
+
+        def abort(self) -> None:
+            pass
+
+    for cuts in ([], [len(head) + 3], list(range(1, len(wire), 7)), list(range(1, len(wire)))):
+        reader = Reader(Process(config))
+        conn = reader.conn = Connection(reader)
+        conn.connection_made(Transport())  # type: ignore[arg-type]
+        reader.poll()
+        for start, stop in zip([0, *cuts], [*cuts, len(wire)], strict=True):
+            conn.data_received(wire[start:stop])
+        seen = reader.result()
+        assert (seen.delivered, seen.missing, seen.duplicates) == (7, [3], 1), cuts
+        assert (seen.out_of_order, seen.got_end, seen.error) == (1, True, ""), cuts
+        assert (seen.events, seen.foreign) == (9, 0), cuts
+        assert len(reader.run.latencies) == 7  # first sightings
 
 
 def test_tokens_are_sent_and_a_refusal_fails_the_run() -> None:
