@@ -221,8 +221,8 @@ def rows_of(run: Run) -> list[Row]:
         return [_row(label, scenario, case, load)]
     if scenario in STREAMS:
         extra = f"missed {body.get('missed')}, duplicated {body.get('duplicated')}"
-        if cut := body.get("cut_off"):
-            extra += f", {cut} not read when publishing was given up"
+        if body.get("unanswered"):
+            extra += f", {body.get('cut_off')} not read when the publisher gave up"
         took = max(body.get("publishing_s", 0.0), body.get("delivering_s", 0.0))
         if took > 1.1 * (planned := body.get("duration_s", 0.0)):
             extra += f"; publishing and delivery took {took:.0f} s, not {planned:g}: "

@@ -42,6 +42,7 @@ class Publisher:
     ack_ns: list[int] = field(default_factory=list)
     max_late_ms: float = 0.0
     end_acknowledged: bool = False
+    unanswered: int = 0  # publishes the server had not answered when the publisher gave up
     sent_s: float = 0.0  # first publish to the end event sent
     outstanding: deque[int] = field(default_factory=deque)
     answered_all: asyncio.Event = field(default_factory=asyncio.Event)  # set as it empties
@@ -135,7 +136,8 @@ async def publish_open(
             log.answered_all.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(log.answered_all.wait(), s.drain)
-        log.failed(conn, f"no answer within {s.drain:g} s")
+        log.unanswered = len(log.outstanding)  # the server fell behind: no error, a fact
+        log.outstanding.clear()
     finally:
         if conn is not None:
             conn.close()
@@ -169,7 +171,8 @@ class StreamReport:
     missed: int = 0
     duplicated: int = 0
     out_of_order: int = 0
-    cut_off: int = 0  # events not read when the publisher gave up on the server
+    unanswered: int = 0  # publishes not answered when the publisher gave up on the server
+    cut_off: int = 0  # events not read then
     missed_per_subscriber: list[int] = field(default_factory=list)
     duplicated_per_subscriber: list[int] = field(default_factory=list)
     missing_sample: dict[int, list[int]] = field(default_factory=dict)
@@ -207,7 +210,7 @@ class StreamReport:
         failed = set(log.failed_seqs)
         published_ok = log.published - len(failed)
         errors: Counter[str] = Counter(log.errors)
-        if not log.end_acknowledged:
+        if not log.end_acknowledged and not log.unanswered:
             errors["end event not acknowledged"] += 1
         for process in results:
             errors.update(process.errors)
@@ -217,14 +220,16 @@ class StreamReport:
             # seqs above the highest it saw are missing too when the end event never came,
             # unless the publisher gave up on the server: then they were cut off
             unseen_tail = 0 if sub.got_end else max(0, published_ok - sub.delivered - len(missing))
-            self.cut_off += 0 if log.end_acknowledged else unseen_tail
-            self.missed_per_subscriber.append(len(missing) + unseen_tail * log.end_acknowledged)
+            gave_up = bool(log.unanswered)
+            self.cut_off += unseen_tail if gave_up else 0
+            self.missed_per_subscriber.append(len(missing) + (0 if gave_up else unseen_tail))
             self.duplicated_per_subscriber.append(sub.duplicates)
             if missing:
                 self.missing_sample[index] = missing[:SAMPLE]
             if sub.error:
                 errors[sub.error] += 1
         self.published, self.publish_failed = log.published, len(failed)
+        self.unanswered = log.unanswered
         self.publisher_max_late_ms = log.max_late_ms
         self.publish_latency = summarize(log.ack_ns)
         self.connected = sum(p.connected for p in results)
@@ -269,8 +274,9 @@ class StreamReport:
             f"published      {self.published} (+ end event) in {self.sending_s:.2f} s ({loop}), "
             f"failed {self.publish_failed}, reply p50 {fixed(ack.p50_ms)} ms p99 "
             f"{fixed(ack.p99_ms)} ms, publisher at most {self.publisher_max_late_ms:.1f} ms "
-            f"behind schedule (publishing took {self.publishing_s:.1f} s to the end event's "
-            f"answer, delivering {self.delivering_s:.1f} s to the last delivery)",
+            f"behind schedule (publishing took {self.publishing_s:.1f} s, to the end event's "
+            f"answer or the publisher giving up; delivering {self.delivering_s:.1f} s, to the "
+            "last delivery)",
             f"connected      {self.connected}/{self.subscribers}",
             f"delivered      {self.delivered}/{self.expected} "
             f"({self.delivered_per_s:.0f} events/s)",
@@ -293,7 +299,12 @@ class StreamReport:
             answers += "missed, "
         lines += [
             f"out of order   {self.out_of_order}"
-            + (f"; {self.cut_off} not read when the publisher gave up" if self.cut_off else ""),
+            + (
+                f"; the publisher gave up on {self.unanswered} answers after the drain time: "
+                f"{self.cut_off} events not read by then"
+                if self.unanswered
+                else ""
+            ),
             f"{answers}{self.reconnects} reconnects, {self.foreign} foreign events",
             f"CPU            server {server} of a core while publishing, "
             f"{fixed(self.server_us_per_delivery)} us per delivery (to the last subscriber's "
@@ -346,7 +357,7 @@ def run_stream(s: Stream, server: Server) -> StreamReport:
         publisher_cpu = cpu_seconds() - publisher_cpu
         if cpu is not None:
             report.server_cpu_share = (cpu.cpu_seconds() - server_cpu) / report.publishing_s
-        if not log.end_acknowledged:  # the subscribers would wait for it until the deadline
+        if log.unanswered:  # the subscribers would wait for the end event until the deadline
             with contextlib.suppress(OSError):
                 workers.broadcast("stop")
         results = workers.gather(max(1.0, (deadline - time.monotonic_ns()) / 1e9 + 30))

@@ -278,9 +278,8 @@ async def stream_job(
     await asyncio.wait(waits[:2], timeout=max(0.0, left_s), return_when=asyncio.FIRST_COMPLETED)
     cpu = cpu_seconds() - cpu_start
     gc.enable()
-    why = "the publisher gave up" if stop.done() else "the deadline"
-    for subscriber in active:
-        subscriber.finish(f"no end event before {why}")
+    for subscriber in active:  # the publisher gave up on the server, or the deadline came
+        subscriber.finish("" if stop.done() else "no end event before the deadline")
     for task in [*waits, *run.tasks]:
         task.cancel()
     await asyncio.wait([*waits, *run.tasks])  # each done, the channel's reader removed

@@ -129,6 +129,8 @@ def _exact(body: Body) -> tuple[str, list[tuple[str, bool]], float | None]:
     missed, dups, disorder = (body.get(k, 0) for k in ("missed", "duplicated", "out_of_order"))
     spoilt = [("events missed or duplicated", bool(missed or dups))]
     spoilt.append((f"{disorder} out of order", disorder != 0))
+    cut = body.get("cut_off", 0)
+    spoilt.append((f"{cut} events not read when the publisher gave up", cut != 0))
     p99 = (body.get("latency") or {}).get("p99_ms")
     return (
         f"{missed} missed, {dups} duplicated",

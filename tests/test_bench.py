@@ -444,6 +444,33 @@ async def test_stream_reports_missed_and_duplicated_events() -> None:
     assert "missed seqs [3]" in output
 
 
+async def _stalled(scope: Scope, receive: Receive, send: Send) -> None:
+    """Opens every stream of server-sent events, and for 3 s (longer than the run) answers
+    no publish and sends no event: a server that has fallen far behind."""
+    assert scope["type"] == "http"
+    if scope["path"] == "/events":
+        headers = [(b"content-type", b"text/event-stream")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"retry: 2000\n\n", "more_body": True})
+    await asyncio.sleep(3)
+
+
+async def test_sse_publisher_gives_up_on_a_server_that_falls_behind() -> None:
+    async with serve_until_crash(_stalled) as url:
+        process = await asyncio.create_subprocess_exec(
+            *bench("stream-sse", "--url", url, "--subscribers", "3", "--rate", "20",
+                   "--duration", "0.5", "--pin", "1", "--drain", "0.5"),
+            cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        stdout, stderr = await asyncio.wait_for(process.communicate(), 40)
+    output = stdout.decode()
+    assert process.returncode == 0, output + stderr.decode()  # behind, but nothing wrong
+    assert re.search(r"^delivered\s+0/30 ", output, re.MULTILINE)
+    assert "the publisher gave up on 11 answers after the drain time: 30 events not read" in output
+    assert re.search(r"^missed\s+0 ", output, re.MULTILINE)
+    assert re.search(r"^errors\s+-$", output, re.MULTILINE)
+
+
 def test_suite_refuses_to_share_the_server_core_with_the_generator(tmp_path: Path) -> None:
     page = tmp_path / "benchmarks.md"
     done = run_bench(
