@@ -99,10 +99,12 @@ class Reader(Subscriber):
             self.rest, piece = piece[cut:], piece[:cut]
         elif self.rest:
             self.rest = b""
-        self.frames = piece
         events = piece.count(DATA)
         if not events:
+            if b"id: " in piece:  # a position alone: the first of a stream without one
+                self.frames = piece
             return
+        self.frames = piece
         self.tally.events += events
         found = self.pattern.findall(piece)
         if len(found) != events:
