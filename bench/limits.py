@@ -83,7 +83,7 @@ def limits_of(label: str, scenario: str, body: dict[str, Any]) -> list[Limit]:
             waits_for = "the fixed publish rate sets the load"
             limit = _limit(label, scenario, case, server, generator, others, waits_for)
             lag = (body.get("generator_lag") or {}).get("p99_ms")
-            if lag is None or generator is None or generator < GENERATOR_BUSY:
+            if lag is None or lag < 1 or generator is None or generator < GENERATOR_BUSY:
                 return [limit]
             late = f"; the generator read events up to {lag:.0f} ms late (p99), within the latency"
             return [limit._replace(verdict=limit.verdict + late)]

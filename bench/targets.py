@@ -298,8 +298,10 @@ PARITY = [
 
 
 def times(value: float | None) -> str:
-    """A ratio as shown, or "-"."""
-    return "-" if value is None else f"{value:.2f}x"
+    """A ratio as shown (two decimals, or two significant digits below 0.1), or "-"."""
+    if value is None:
+        return "-"
+    return f"{value:.2g}x" if value < 0.1 else f"{value:.2f}x"
 
 
 def versus(bodies: Bodies, given: tuple[str, ...]) -> list[str]:

@@ -19,6 +19,7 @@ from urllib.parse import parse_qs
 import psutil
 import pytest
 
+from bench.targets import times
 from longpoll.types import Receive, Scope, Send
 from tests.servers import serve_process, serve_until_crash
 
@@ -132,7 +133,7 @@ def test_quick_suite_writes_the_page_plots_and_results(tmp_path: Path) -> None:
     for row in table_rows(text, "Targets"):
         assert len(row) == 7
         assert "not measured" not in " ".join(row[1:3])
-        ratio = r"\d+\.\d\dx"
+        ratio = r"\d+\.\d+x"
         if row[0].startswith("with tokens and metrics on"):
             ratio = rf"publish req/s {ratio}; stream p99 {ratio}; stream server CPU {ratio}"
         assert re.fullmatch(ratio, row[3])
@@ -141,7 +142,7 @@ def test_quick_suite_writes_the_page_plots_and_results(tmp_path: Path) -> None:
     publish = by[("serve", "publish")]["requests_per_s"]
     baseline = by[("asgi-uvicorn", "publish")]["requests_per_s"]
     assert targets["publish req/s"][1] == f"{publish:,.0f} req/s"
-    assert targets["publish req/s"][3] == f"{publish / baseline:.2f}x"
+    assert targets["publish req/s"][3] == times(publish / baseline)
     assert targets["publish req/s"][4] == ("**met**" if publish >= 2.5 * baseline else "**missed**")
     idle = by[("serve", "idle-memory")]["kib_per_waiter"]
     assert targets["idle memory"][4] == ("**met**" if idle <= 8 else "**missed**")
@@ -155,13 +156,13 @@ def test_quick_suite_writes_the_page_plots_and_results(tmp_path: Path) -> None:
     assert "; stream-sse: " in targets["SSE server"][1]
     assert targets["SSE server"][2].startswith("`serve` stream: ")
     assert "; stream-overload: " in targets["SSE server"][2]
-    assert targets["SSE server"][3] == f"{cost:.2f}x"
+    assert targets["SSE server"][3] == times(cost)
     assert targets["SSE server"][4] == ("**met**" if cost <= 1 / 3 else "**missed**")
     with_tokens = by[("serve-tokens", "publish")]["requests_per_s"]
     tokens_row = targets["with tokens"]
     assert tokens_row[1].startswith(f"`serve-tokens`: publish {with_tokens:,.0f} req/s; ")
     assert targets["with tokens"][2].startswith(f"`serve`: publish {publish:,.0f} req/s; ")
-    assert targets["with tokens"][3].startswith(f"publish req/s {with_tokens / publish:.2f}x; ")
+    assert targets["with tokens"][3].startswith(f"publish req/s {times(with_tokens / publish)}; ")
     streamed = [by[(label, "stream")] for label in ("serve-tokens", "serve")]
     within = (
         with_tokens >= 0.9 * publish
@@ -180,8 +181,8 @@ def test_quick_suite_writes_the_page_plots_and_results(tmp_path: Path) -> None:
     assert len(compared) == 8
     for row in compared:  # granian does not stream server-sent events
         sse_row = row[0].startswith("SSE")
-        assert re.fullmatch(r"\d+\.\d\dx", row[4])
-        assert row[5] == "-" if sse_row else re.fullmatch(r"\d+\.\d\dx", row[5])
+        assert re.fullmatch(r"\d+\.\d+x", row[4])
+        assert row[5] == "-" if sse_row else re.fullmatch(r"\d+\.\d+x", row[5])
     assert "## What limits each figure" in text
     assert "| serve | stream-overload | " in text
     assert "| asgi-uvicorn | stream-sse-overload | " in text
@@ -228,10 +229,10 @@ def test_suite_measures_a_server_the_user_runs_side_by_side_with_serve(tmp_path:
         if name.startswith("SSE"):  # the suite asks only its own servers for streams
             assert row[4] == row[5] == row[8] == row[9] == "-"
             continue
-        assert re.fullmatch(r"[\d,.]+", row[4]) and re.fullmatch(r"\d+\.\d\dx", row[8])
+        assert re.fullmatch(r"[\d,.]+", row[4]) and re.fullmatch(r"\d+\.\d+x", row[8])
         idle = name.startswith("idle")  # only with the pid, on the server as found
         assert row[5] == "-" if idle else re.fullmatch(r"[\d,.]+", row[5])
-        assert row[9] == "-" if idle else re.fullmatch(r"\d+\.\d\dx", row[9])
+        assert row[9] == "-" if idle else re.fullmatch(r"\d+\.\d+x", row[9])
     assert re.search(r"^\| lp \| .*measured as found \| .*idle-memory \|$", text, re.MULTILINE)
 
     results = json.loads((tmp_path / "b" / "results.json").read_text())
@@ -289,6 +290,7 @@ def test_sse_stream_against_longpoll_serve_delivers_every_event_once(tmp_path: P
 
 
 def test_sse_reader_counts_gaps_duplicates_and_disorder_however_the_stream_is_cut() -> None:
+    # and a stream reopened resumes after the last event read
     from bench.conn import Connection
     from bench.http import Server, parse_target
     from bench.settings import StreamSSE
@@ -301,7 +303,7 @@ def test_sse_reader_counts_gaps_duplicates_and_disorder_however_the_stream_is_cu
                           planned, 0, 0)  # fmt: skip
 
     def frame(seq: int) -> bytes:
-        data, event_id = {"run": run_id, "seq": seq, "t": 1000 + seq}, str(uuid.uuid4())
+        data, event_id = {"run": run_id, "seq": seq, "t": 1000 + seq}, f"{seq:032x}"
         event = {"timestamp": 5, "category": "c", "data": data, "id": event_id}
         body = json.dumps(event, separators=(",", ":")).encode()
         return b"id: 5:%s\nevent: c\ndata: %s\n\n" % (event_id.encode(), body)
@@ -313,11 +315,13 @@ def test_sse_reader_counts_gaps_duplicates_and_disorder_however_the_stream_is_cu
     wire = head + b"".join(b"%x\r\n%s\r\n" % (len(f), f) for f in frames)
 
     class Transport:
+        written = b""
+
         def is_closing(self) -> bool:
             return False
 
         def write(self, data: bytes) -> None:
-            pass
+            self.written = data
 
         def abort(self) -> None:
             pass
@@ -334,6 +338,16 @@ def test_sse_reader_counts_gaps_duplicates_and_disorder_however_the_stream_is_cu
         assert (seen.out_of_order, seen.got_end, seen.error) == (1, True, ""), cuts
         assert (seen.events, seen.foreign) == (9, 0), cuts
         assert len(reader.run.latencies) == 7  # first sightings
+
+    reader = Reader(Process(config))
+    conn = reader.conn = Connection(reader)
+    conn.connection_made(transport := Transport())  # type: ignore[arg-type]
+    reader.poll()
+    assert b"since_time=-1 HTTP/1.1\r\n" in transport.written
+    assert b"\r\nAccept: text/event-stream\r\n" in transport.written
+    conn.data_received(wire[: wire.index(b"\r\n", wire.index(b": keep-alive")) + 2])
+    reader.poll()  # as a reconnect does, after the keep-alive that followed seq 2
+    assert b"since_time=5&last_id=" + b"%032x" % 2 + b" HTTP/1.1" in transport.written
 
 
 def test_tokens_are_sent_and_a_refusal_fails_the_run() -> None:
